@@ -1,0 +1,145 @@
+"""Helpers shared by the tests: free ports, and the shim as a real subprocess on loopback."""
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIM = os.path.join(ROOT, "openwhisk.py")
+TEST_APPS = os.path.join(ROOT, "tests", "apps")
+ECHO_APP = os.path.join(TEST_APPS, "max-test-echo")
+SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60.0) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("process exited with %s before listening on %d" % (process.returncode, port))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listened on port %d within %.0f s" % (port, seconds))
+
+
+def init_payload(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """The /init body the invoker sends for a --docker action (no code key)."""
+    base_env = {
+        "__OW_NAMESPACE": "guest",
+        "__OW_ACTION_NAME": "/guest/max-test",
+        "__OW_ACTION_VERSION": "0.0.1",
+        "__OW_ACTIVATION_ID": uuid.uuid4().hex,
+        "__OW_TRANSACTION_ID": uuid.uuid4().hex,
+        "__OW_DEADLINE": str(int(time.time() * 1000) + 60000),
+    }
+    base_env.update(env or {})
+    return {"value": {"name": "max-test", "binary": False, "main": "main", "env": base_env}}
+
+
+def run_payload(value: Dict[str, Any], **metadata: Any) -> Dict[str, Any]:
+    """The /run body the invoker sends: the params plus the activation metadata."""
+    payload = {
+        "value": value,
+        "namespace": "guest",
+        "action_name": "/guest/max-test",
+        "action_version": "0.0.1",
+        "activation_id": uuid.uuid4().hex,
+        "transaction_id": uuid.uuid4().hex,
+        "deadline": str(int(time.time() * 1000) + 60000),
+        "api_key": "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:secret-key-not-to-be-logged",
+    }
+    payload.update(metadata)
+    return payload
+
+
+def raw_params(method: str = "post", path: str = "", query: str = "", headers: Optional[Dict[str, str]] = None,
+               body: str = "") -> Dict[str, Any]:
+    """The __ow_* params of a raw (--web raw) web action activation."""
+    return {"__ow_method": method, "__ow_path": path, "__ow_query": query,
+            "__ow_headers": headers or {}, "__ow_body": body}
+
+
+class Shim(object):
+    """openwhisk.py running as a subprocess for a model directory, on a free loopback port."""
+
+    def __init__(self, app_dir: str, env: Optional[Dict[str, str]] = None, args: Optional[List[str]] = None,
+                 python: str = sys.executable):
+        self.port = free_port()
+        self.log_dir = tempfile.mkdtemp(prefix="shim-logs-")
+        self.stdout_path = os.path.join(self.log_dir, "stdout")
+        self.stderr_path = os.path.join(self.log_dir, "stderr")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["PYTHONUNBUFFERED"] = "1"
+        command = [python, SHIM, "--port", str(self.port), "--host", "127.0.0.1"] + list(args or [])
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(command, cwd=app_dir, env=full_env, stdout=out, stderr=err)
+        try:
+            wait_for_port(self.port, self.process)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError("shim did not start:\n" + self.stderr())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def post(self, path: str, body: bytes, headers: Optional[Dict[str, str]] = None,
+             timeout: float = 60.0) -> Tuple[int, Dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request("POST", path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict((k.lower(), v) for k, v in response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def post_json(self, path: str, payload: Any) -> Tuple[int, Any]:
+        status, headers, body = self.post(path, json.dumps(payload).encode("utf-8"),
+                                          {"Content-Type": "application/json"})
+        assert headers["content-type"] == "application/json"
+        assert int(headers["content-length"]) == len(body)
+        return status, json.loads(body.decode("utf-8"))
+
+    def init(self, env: Optional[Dict[str, str]] = None) -> Tuple[int, Any]:
+        return self.post_json("/init", init_payload(env))
+
+    def run(self, value: Dict[str, Any], **metadata: Any) -> Tuple[int, Any]:
+        return self.post_json("/run", run_payload(value, **metadata))
+
+    def stdout(self) -> str:
+        with open(self.stdout_path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
+
+    def stderr(self) -> str:
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
+
+    def wait_for_log_lines(self, stream: str, text: str, count: int, seconds: float = 10.0) -> str:
+        """The stream's contents once `text` appears `count` times in it (logs are flushed asynchronously)."""
+        deadline = time.time() + seconds
+        while True:
+            contents = self.stdout() if stream == "stdout" else self.stderr()
+            if contents.count(text) >= count or time.time() > deadline:
+                return contents
+            time.sleep(0.02)

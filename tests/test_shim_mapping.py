@@ -1,0 +1,369 @@
+"""In-process tests of every rule the shim uses to rebuild requests and project responses."""
+
+import base64
+import gzip
+import json
+import os
+import zlib
+
+import flask
+import pytest
+
+import openwhisk
+from support import ROOT
+
+JSON_HEADERS = [("Content-Type", "application/json")]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def raw(**fields):
+    params = {"__ow_method": "post", "__ow_path": "", "__ow_query": "", "__ow_headers": {}, "__ow_body": ""}
+    params.update(fields)
+    return params
+
+
+def build(params, default_path="/model/predict"):
+    return openwhisk.build_request(params, default_path)
+
+
+# ------------------------------------------------------------------------------ media types
+
+
+def test_media_type_table_matches_openwhisk():
+    with open(os.path.join(ROOT, "tests", "data", "openwhisk-media-types.json")) as table:
+        registered = json.load(table)
+    for media_type, binary in registered.items():
+        assert openwhisk.is_binary(media_type) is binary, media_type
+        # A registered type keeps its flag whatever parameters it carries.
+        assert openwhisk.is_binary(media_type + "; charset=utf-8") is binary, media_type
+
+
+@pytest.mark.parametrize("content_type, binary", [
+    ("multipart/form-data; boundary=x", True),
+    ("multipart/mixed", True),
+    ("image/svg+xml", True),
+    ("IMAGE/PNG", True),
+    ("text/javascript", True),
+    ("application/yaml", True),
+    ("application/x-ndjson", True),
+    ("application/hal+json", True),
+    ("application/hal+json; charset=utf-8", False),
+    ("application/yaml; charset=UTF-8", False),
+    ("text/plain", False),
+    ("application/json; charset=utf-8", False),
+])
+def test_binary_or_text(content_type, binary):
+    assert openwhisk.is_binary(content_type) is binary
+
+
+def test_json_family():
+    assert openwhisk.is_json_family("application/json; charset=utf-8")
+    assert openwhisk.is_json_family("application/problem+json")
+    assert not openwhisk.is_json_family("text/json")
+
+
+# ------------------------------------------------------------------------------ raw requests
+
+
+def test_raw_request_fields():
+    request = build(raw(__ow_method="put", __ow_path="/model/labels", __ow_query="a=1&b=x+y",
+                        __ow_headers={"content-type": "text/plain", "x-custom": "v"}, __ow_body="hi"))
+    assert (request.method, request.path, request.query) == ("PUT", "/model/labels", "a=1&b=x+y")
+    assert request.headers == {"content-type": "text/plain", "x-custom": "v"}
+    assert request.body == b"hi"
+
+
+def test_empty_path_means_the_default_path():
+    assert build(raw()).path == "/model/predict"
+    assert build(raw(), default_path="/model/other").path == "/model/other"
+
+
+@pytest.mark.parametrize("content_type", [
+    "image/jpeg", "multipart/form-data; boundary=abc", "application/json", "application/json; charset=utf-8",
+    "application/octet-stream", "application/x-unknown",
+])
+def test_raw_body_is_base64_for_binary_types_and_exactly_application_json(content_type):
+    data = b"\x00\xffbytes{}"
+    request = build(raw(__ow_headers={"content-type": content_type}, __ow_body=b64(data)))
+    assert request.body == data
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/plain", "application/x-www-form-urlencoded", "application/vnd.api+json", "application/problem+json",
+    "application/x-unknown; charset=utf-8", "text/csv",
+])
+def test_raw_body_is_text_for_text_types(content_type):
+    request = build(raw(__ow_headers={"content-type": content_type}, __ow_body="näive ☃ text"))
+    assert request.body == "näive ☃ text".encode("utf-8")
+
+
+def test_raw_body_without_content_type_is_base64():
+    assert build(raw(__ow_body=b64(b"\x01\x02"))).body == b"\x01\x02"
+
+
+def test_empty_raw_body():
+    assert build(raw(__ow_headers={"content-type": "image/png"})).body == b""
+
+
+@pytest.mark.parametrize("body", ["not base64!", "YWJj\nZGVm", "YWJjZ", "☃"])
+def test_bad_base64_is_a_bad_request(body):
+    with pytest.raises(openwhisk.BadWebRequest, match="base64"):
+        build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=body))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("__ow_body", 12), ("__ow_query", ["a"]), ("__ow_headers", "x"), ("__ow_path", None),
+    ("__ow_method", "GE T"), ("__ow_method", ""), ("__ow_method", 3),
+])
+def test_malformed_fields_are_bad_requests(field, value):
+    with pytest.raises(openwhisk.BadWebRequest):
+        build(raw(**{field: value}))
+
+
+def test_dropped_request_headers():
+    headers = {
+        "content-length": "999", "connection": "keep-alive", "keep-alive": "5", "transfer-encoding": "chunked",
+        "te": "trailers", "upgrade": "h2c", "proxy-authorization": "x", "accept-encoding": "gzip",
+        "x_forwarded_for": "spoof", "bad header": "x", "accept": "image/png", "X-Mixed-Case": "kept",
+    }
+    request = build(raw(__ow_headers=headers))
+    assert request.headers == {"accept": "image/png", "x-mixed-case": "kept"}
+
+
+# ------------------------------------------------------------------------------ paths
+
+
+@pytest.mark.parametrize("ow_path, path", [
+    ("/model/metadata", "/model/metadata"),
+    ("/model/labels/", "/model/labels/"),
+    ("/model/%70redict", "/model/predict"),
+    ("/model/../../../etc/passwd", "/etc/passwd"),
+    ("/../..", "/"),
+    ("/model/./predict", "/model/predict"),
+    ("/model%2F..%2F..%2Fsecret", "/secret"),
+    ("/%2F%2Fevil.example/x", "/evil.example/x"),
+    ("/caf%C3%A9", "/caf\u00c3\u00a9"),  # WSGI: UTF-8 bytes as latin-1 characters
+])
+def test_paths_are_decoded_and_stay_inside_the_app(ow_path, path):
+    assert build(raw(__ow_path=ow_path)).path == path
+
+
+@pytest.mark.parametrize("ow_path", ["model/predict", "http://evil.example/", "//evil.example/x", "/a%00b", "/a\nb"])
+def test_paths_that_are_not_absolute_app_paths_are_refused(ow_path):
+    with pytest.raises(openwhisk.BadWebRequest, match="__ow_path"):
+        build(raw(__ow_path=ow_path))
+
+
+# ------------------------------------------------------------------------------ non-raw requests
+
+
+def test_merged_json_params_become_a_json_body():
+    params = {"__ow_method": "post", "__ow_path": "", "__ow_headers": {"content-type": "application/json"},
+              "text": ["good", "bad"], "n": 2}
+    request = build(params)
+    assert json.loads(request.body.decode("utf-8")) == {"text": ["good", "bad"], "n": 2}
+    assert request.query == ""
+
+
+def test_merged_form_params_become_a_form_body():
+    params = {"__ow_method": "post", "__ow_path": "", "name": "a b",
+              "__ow_headers": {"content-type": "application/x-www-form-urlencoded"}}
+    assert build(params).body == b"name=a+b"
+
+
+def test_merged_params_of_a_get_become_the_query():
+    request = build({"__ow_method": "get", "__ow_path": "/model/predict", "__ow_headers": {}, "user_id": "7"})
+    assert (request.method, request.query, request.body) == ("GET", "user_id=7", b"")
+
+
+def test_opaque_body_with_params_keeps_params_in_the_query():
+    params = {"__ow_method": "post", "__ow_path": "", "threshold": "0.5", "__ow_body": b64(b"--x--"),
+              "__ow_headers": {"content-type": "multipart/form-data; boundary=x"}}
+    request = build(params)
+    assert (request.query, request.body) == ("threshold=0.5", b"--x--")
+
+
+def test_non_object_json_body_arrives_parsed():
+    params = {"__ow_method": "post", "__ow_path": "", "__ow_body": ["a", 1],
+              "__ow_headers": {"content-type": "application/json"}}
+    assert json.loads(build(params).body.decode("utf-8")) == ["a", 1]
+
+
+def test_plain_invoke_becomes_a_json_post_to_the_default_path():
+    request = build({"text": ["hello"]})
+    assert (request.method, request.path) == ("POST", "/model/predict")
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.body.decode("utf-8")) == {"text": ["hello"]}
+
+
+# ------------------------------------------------------------------------------ a real WSGI app
+
+
+def echo_app():
+    app = flask.Flask("echo")
+
+    @app.route("/<path:rest>", methods=["GET", "POST"])
+    def echo(rest):
+        return flask.jsonify({
+            "path": flask.request.path, "args": flask.request.args.to_dict(flat=False),
+            "form": flask.request.form.to_dict(), "files": dict((k, f.read().decode()) for k, f in flask.request.files.items()),
+            "content_length": flask.request.content_length, "user_agent": flask.request.headers.get("User-Agent"),
+            "host": flask.request.host, "scheme": flask.request.scheme,
+            "activation": flask.request.environ.get("openwhisk.activation"),
+        })
+
+    return app
+
+
+def call(params, activation=None):
+    request = build(params)
+    status, headers, body = openwhisk.call_app(echo_app(), openwhisk.wsgi_environ(request, activation or {}))
+    return status, json.loads(body.decode("utf-8"))
+
+
+def test_the_app_sees_the_rebuilt_request():
+    multipart = (b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.txt"\r\n'
+                 b'Content-Type: text/plain\r\n\r\nfile contents\r\n--XyZ\r\n'
+                 b'Content-Disposition: form-data; name="threshold"\r\n\r\n0.7\r\n--XyZ--\r\n')
+    headers = {"content-type": "multipart/form-data; boundary=XyZ", "user-agent": "curl/8 ☃",
+               "host": "example.org:8443", "x-forwarded-proto": "https", "content-length": "1"}
+    status, seen = call(raw(__ow_path="/model/caf%C3%A9", __ow_query="q=%E2%98%83&q=2", __ow_headers=headers,
+                            __ow_body=b64(multipart)), activation={"__OW_ACTIVATION_ID": "abc"})
+    assert status == 200
+    assert seen["path"] == "/model/café"
+    assert seen["args"] == {"q": ["☃", "2"]}
+    assert seen["files"] == {"image": "file contents"}
+    assert seen["form"] == {"threshold": "0.7"}
+    assert seen["content_length"] == len(multipart)
+    # As from any HTTP server: header bytes (UTF-8 here) reach the app decoded as latin-1.
+    assert seen["user_agent"].encode("latin-1").decode("utf-8") == "curl/8 ☃"
+    assert (seen["host"], seen["scheme"]) == ("example.org:8443", "https")
+    assert seen["activation"] == {"__OW_ACTIVATION_ID": "abc"}
+
+
+def test_the_app_sees_an_ipv6_host():
+    _, seen = call(raw(__ow_method="get", __ow_path="/x", __ow_headers={"host": "[::1]"}))
+    assert seen["host"] == "[::1]"
+
+
+def test_call_app_closes_the_iterable_and_joins_writes():
+    closed = []
+
+    class Body(object):
+        def __iter__(self):
+            return iter([b"b", b"c"])
+
+        def close(self):
+            closed.append(True)
+
+    def app(environ, start_response):
+        write = start_response("201 Created", [("X-A", "1")])
+        write(b"a")
+        return Body()
+
+    assert openwhisk.call_app(app, {}) == (201, [("X-A", "1")], b"abc")
+    assert closed == [True]
+
+
+# ------------------------------------------------------------------------------ responses
+
+
+def test_status_and_repeated_headers():
+    result = openwhisk.web_result(201, [("Set-Cookie", "a=1"), ("set-cookie", "b=2"), ("Set-Cookie", "c=3"),
+                                        ("Content-Type", "text/plain"), ("X-One", "x")], b"ok")
+    assert result == {"statusCode": 201, "body": "ok",
+                      "headers": {"Set-Cookie": ["a=1", "b=2", "c=3"], "Content-Type": "text/plain", "X-One": "x"}}
+
+
+def test_headers_the_controller_recomputes_are_dropped():
+    result = openwhisk.web_result(200, [("Content-Length", "2"), ("Date", "x"), ("Server", "y"), ("Connection", "close"),
+                                        ("Transfer-Encoding", "chunked"), ("Content-Type", "text/plain")], b"ok")
+    assert result["headers"] == {"Content-Type": "text/plain"}
+
+
+def test_empty_body_has_no_body_field():
+    result = openwhisk.web_result(200, JSON_HEADERS, b"")
+    assert result == {"statusCode": 200, "headers": {"Content-Type": "application/json"}}
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "audio/wav", "image/svg+xml", "application/octet-stream",
+                                          "application/x-unknown", "multipart/mixed; boundary=x"])
+def test_binary_bodies_are_strict_base64(content_type):
+    data = bytes(range(256)) * 200  # long enough that a MIME encoder would insert newlines
+    body = openwhisk.web_result(200, [("Content-Type", content_type)], data)["body"]
+    assert "\n" not in body
+    assert base64.b64decode(body, validate=True) == data
+
+
+@pytest.mark.parametrize("json_body", [b"true", b"1234", b"null", b'"abcd"', b'{"status": "ok"}\n'])
+@pytest.mark.parametrize("content_type", ["application/json", "application/problem+json", "application/hal+json"])
+def test_json_bodies_are_base64_so_the_controller_decodes_them_back(json_body, content_type):
+    body = openwhisk.web_result(200, [("Content-Type", content_type)], json_body)["body"]
+    assert base64.b64decode(body, validate=True) == json_body
+
+
+def test_text_bodies_are_strings():
+    assert openwhisk.web_result(200, [("Content-Type", "text/html; charset=utf-8")], "<p>☃</p>".encode())["body"] == "<p>☃</p>"
+
+
+def test_text_in_a_declared_charset_is_decoded():
+    body = openwhisk.web_result(200, [("Content-Type", "text/plain; charset=iso-8859-1")], "café".encode("latin-1"))
+    assert body["body"] == "café"
+
+
+def test_invalid_text_is_replaced_and_logged(capsys):
+    body = openwhisk.web_result(200, [("Content-Type", "text/plain")], b"ok \xff")["body"]
+    assert body == "ok \ufffd"
+    assert "not valid utf-8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("encoding, compress", [
+    ("gzip", gzip.compress), ("deflate", zlib.compress),
+    ("deflate", lambda data: zlib.compress(data)[2:-4]),  # raw deflate
+])
+def test_compressed_text_is_decompressed(encoding, compress):
+    result = openwhisk.web_result(200, [("Content-Type", "text/csv"), ("Content-Encoding", encoding)],
+                                  compress(b"a,b\n1,2\n"))
+    assert result["body"] == "a,b\n1,2\n"
+    assert "Content-Encoding" not in result["headers"]
+
+
+def test_compressed_binary_and_json_keep_their_encoding():
+    for content_type in ("image/png", "application/json"):
+        data = gzip.compress(b"{}")
+        result = openwhisk.web_result(200, [("Content-Type", content_type), ("Content-Encoding", "gzip")], data)
+        assert result["headers"]["Content-Encoding"] == "gzip"
+        assert base64.b64decode(result["body"]) == data
+
+
+def test_text_in_an_unknown_encoding_is_an_error():
+    result = openwhisk.web_result(200, [("Content-Type", "text/plain"), ("Content-Encoding", "br")], b"\x0b\x01")
+    assert result["statusCode"] == 502
+    assert "br" in json.loads(base64.b64decode(result["body"]).decode())["error"]
+
+
+def test_body_without_content_type():
+    assert openwhisk.web_result(200, [], b"plain")["body"] == "plain"
+    result = openwhisk.web_result(200, [], b"\xff\xfe")
+    assert result["headers"]["Content-Type"] == "application/octet-stream"
+    assert base64.b64decode(result["body"]) == b"\xff\xfe"
+
+
+def test_result_over_the_limit_becomes_a_413():
+    result = openwhisk.web_result(200, [("Content-Type", "image/png")], b"x" * 3000)
+    assert len(openwhisk.encode_result(result, 10000)) < 10000
+    replaced = json.loads(openwhisk.encode_result(result, 3000).decode("utf-8"))
+    assert replaced["statusCode"] == 413
+    message = json.loads(base64.b64decode(replaced["body"]).decode("utf-8"))["error"]
+    assert "over the result limit of 3000 bytes" in message
+    assert openwhisk.RESULT_LIMIT_ENV in message
+
+
+def test_unicode_results_are_measured_in_bytes():
+    result = openwhisk.web_result(200, [("Content-Type", "text/plain")], "☃".encode("utf-8") * 100)
+    encoded = openwhisk.encode_result(result, 10000)
+    assert "☃" in encoded.decode("utf-8")
+    assert json.loads(openwhisk.encode_result(result, 300).decode("utf-8"))["statusCode"] == 413
