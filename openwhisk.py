@@ -500,7 +500,7 @@ class Action(object):
             value = message["value"]
             if value.get("code"):
                 log("warning: this action runs the model image; the code sent with /init is ignored")
-            env = value.get("env") or {}
+            env = value.get("env", {})
             if not isinstance(env, dict):
                 return 400, {"error": "The /init value.env must be an object."}
             for name, setting in env.items():
