@@ -17,6 +17,7 @@ import gzip
 import io
 import json
 import os
+import re
 import runpy
 import signal
 import sys
@@ -123,6 +124,7 @@ _DROPPED_REQUEST_HEADERS = frozenset(
 _DROPPED_RESPONSE_HEADERS = frozenset(
     "connection content-length date keep-alive server transfer-encoding".split()
 )
+_ENVIRONMENT_KEY = re.compile(r"\A[A-Za-z0-9_]+\Z")
 _TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 
@@ -516,7 +518,7 @@ class Action(object):
         params = message["value"]
         if not isinstance(params, dict):
             return 400, {"error": "The /run value must be a JSON object."}
-        exported = dict(("__OW_" + key.upper(), _as_text(value)) for key, value in message.items() if key != "value")
+        exported = activation_environment(message)
         activation = dict((k, v) for k, v in exported.items() if k != "__OW_API_KEY")
         if os.environ.get("__OW_ALLOW_CONCURRENT", "").lower() == "true":
             # Overlapping activations cannot share os.environ: each one's metadata is in
@@ -558,6 +560,19 @@ class Action(object):
             return self.result_limit
 
 
+def activation_environment(message: Dict[str, Any]) -> Dict[str, str]:
+    """The __OW_* variables of a /run: every key but value, as the reference runtimes export them.
+
+    Keys or values the process environment cannot hold (odd characters, NUL bytes) are skipped.
+    """
+    exported = {}
+    for key, value in message.items():
+        text = _as_text(value)
+        if key != "value" and _ENVIRONMENT_KEY.match(key) and "\x00" not in text:
+            exported["__OW_" + key.upper()] = text
+    return exported
+
+
 def end_activation_logs() -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.write(ACTIVATION_END + "\n")
@@ -587,7 +602,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 status, reply = 400, {"error": "The %s body is not valid JSON: %s" % (self.path, error)}
             else:
                 del body  # the parsed message holds everything; keep one copy of a large payload
-                status, reply = (self.action.init if self.path == "/init" else self.action.run)(message)
+                status, reply = self._dispatch(message)
         if self.path == "/run":
             payload = encode_result(reply, self.action.result_limit_now()) if status == 200 else _json_bytes(reply)
             end_activation_logs()
@@ -596,6 +611,13 @@ class ProxyHandler(BaseHTTPRequestHandler):
             if status not in (200, 403):
                 end_activation_logs()
             self._reply(status, reply)
+
+    def _dispatch(self, message: Any) -> Tuple[int, Dict[str, Any]]:
+        try:
+            return (self.action.init if self.path == "/init" else self.action.run)(message)
+        except Exception:  # a bug here must still get an answer, and the server keeps serving
+            traceback.print_exc()
+            return 500, {"error": "The action proxy failed on this %s; see the logs." % self.path}
 
     def do_GET(self) -> None:
         self._reply(405, {"error": "Use POST /init and POST /run."})
