@@ -1,0 +1,2 @@
+from .metadata import ModelMetadataAPI  # noqa
+from .predict import ModelPredictAPI  # noqa
