@@ -53,13 +53,13 @@ main() {
   "$python" -m venv "$venv"
   if [[ $era == max-era ]]; then
     # The newest pip for Python 3.6; the one venv ships cannot resolve these pins.
-    "$venv/bin/python" -m pip install --quiet "pip==21.3.1" >&2
+    "$venv/bin/python" -m pip install -qq "pip==21.3.1" >&2
   fi
   local args=()
   local file
   for file in "${files[@]}"; do args+=(-r "$ROOT/$file"); done
   log "installing ${files[*]} into $era"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}" >&2
+  "$venv/bin/python" -m pip install -qq --disable-pip-version-check "${args[@]}" >&2
   printf '%s\n' "$stamp" >"$venv/.requirements-stamp"
   printf '%s\n' "$venv"
 }
