@@ -47,7 +47,7 @@ HeaderValue = Union[str, List[str]]
 
 # The media types OpenWhisk's controller knows, and whether it treats each as binary
 # (base64 in __ow_body and in result bodies) or text.
-_REGISTERED_TEXT_TYPES = frozenset(
+REGISTERED_TEXT_TYPES = frozenset(
     """
     application/atom+xml application/base64 application/javascript application/json
     application/json-patch+json application/merge-patch+json application/problem+json
@@ -64,7 +64,7 @@ _REGISTERED_TEXT_TYPES = frozenset(
     text/x-speech text/x-uuencode text/x-vcalendar text/x-vcard text/xml
     """.split()
 )
-_REGISTERED_BINARY_TYPES = frozenset(
+REGISTERED_BINARY_TYPES = frozenset(
     """
     application/cbor application/excel application/font-woff application/gnutar
     application/grpc+proto application/java-archive application/lha application/lzx
@@ -149,9 +149,9 @@ def parse_content_type(content_type: str) -> Tuple[str, Dict[str, str]]:
 def is_binary(content_type: str) -> bool:
     """OpenWhisk's rule: is a body of this type carried as base64 (True) or as text?"""
     media_type, params = parse_content_type(content_type)
-    if media_type.startswith("multipart/") or media_type in _REGISTERED_BINARY_TYPES:
+    if media_type.startswith("multipart/") or media_type in REGISTERED_BINARY_TYPES:
         return True
-    if media_type in _REGISTERED_TEXT_TYPES:
+    if media_type in REGISTERED_TEXT_TYPES:
         return False
     return "charset" not in params
 
