@@ -175,10 +175,20 @@ class WebRequest(object):
         self.body = body
 
 
+# binascii reads an ASCII str in place, so a large __ow_body is decoded without an encoded copy.
+# Python 3.11 validates as it decodes; older versions need the alphabet checked first.
+_STRICT_BASE64 = sys.version_info >= (3, 11)
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
+
+
 def _decode_base64(text: str, what: str) -> bytes:
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
+        if _STRICT_BASE64:
+            return binascii.a2b_base64(text, strict_mode=True)  # novermin: only on 3.11+
+        if not _BASE64_TEXT.match(text):
+            raise binascii.Error("not base64")
+        return binascii.a2b_base64(text)
+    except (binascii.Error, ValueError):
         raise BadWebRequest("%s is not valid base64" % what)
 
 
@@ -567,8 +577,10 @@ def activation_environment(message: Dict[str, Any]) -> Dict[str, str]:
     """
     exported = {}
     for key, value in message.items():
+        if key == "value" or not _ENVIRONMENT_KEY.match(key):
+            continue  # never serialise the params: they hold the whole request body
         text = _as_text(value)
-        if key != "value" and _ENVIRONMENT_KEY.match(key) and "\x00" not in text:
+        if "\x00" not in text:
             exported["__OW_" + key.upper()] = text
     return exported
 
@@ -597,11 +609,15 @@ class ProxyHandler(BaseHTTPRequestHandler):
             status, reply = self._oversized_or_unsized()
         else:
             try:
-                message = json.loads(body)  # bytes straight in: no decoded copy of a large payload
+                # Decoded and parsed as separate steps so that each large copy is freed as soon
+                # as the next one exists: the bytes before parsing, the text after.
+                text = body.decode("utf-8")
+                del body
+                message = json.loads(text)
+                del text
             except ValueError as error:
                 status, reply = 400, {"error": "The %s body is not valid JSON: %s" % (self.path, error)}
             else:
-                del body  # the parsed message holds everything; keep one copy of a large payload
                 status, reply = self._dispatch(message)
         if self.path == "/run":
             payload = encode_result(reply, self.action.result_limit_now()) if status == 200 else _json_bytes(reply)
