@@ -530,7 +530,7 @@ class Action(object):
             return 400, {"error": "The /run value must be a JSON object."}
         exported = activation_environment(message)
         activation = dict((k, v) for k, v in exported.items() if k != "__OW_API_KEY")
-        if os.environ.get("__OW_ALLOW_CONCURRENT", "").lower() == "true":
+        if concurrency_allowed():
             # Overlapping activations cannot share os.environ: each one's metadata is in
             # its own WSGI environ only.
             return 200, self._handle(params, activation)
@@ -585,6 +585,11 @@ def activation_environment(message: Dict[str, Any]) -> Dict[str, str]:
     return exported
 
 
+def concurrency_allowed() -> bool:
+    """OpenWhisk sets __OW_ALLOW_CONCURRENT=true for actions created with a concurrency limit above 1."""
+    return os.environ.get("__OW_ALLOW_CONCURRENT", "").lower() == "true"
+
+
 def end_activation_logs() -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.write(ACTIVATION_END + "\n")
@@ -596,6 +601,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "serverless-max/" + __version__
+    # Without concurrency one connection is served at a time: a peer that connects and then
+    # stalls must not hold the action forever.
+    timeout = 60
     action = None  # type: Action
     request_limit = DEFAULT_REQUEST_LIMIT
 
@@ -686,6 +694,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        # The invoker never reuses a connection; closing it frees a one-at-a-time server at once.
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
         self.wfile.write(payload)
 
@@ -698,10 +709,17 @@ def _json_bytes(value: Dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
-class ProxyServer(ThreadingMixIn, HTTPServer):
-    daemon_threads = True
+class ProxyServer(HTTPServer):
+    """Serves one connection at a time, as the invoker sends one activation at a time."""
+
     allow_reuse_address = True
     request_queue_size = 128
+
+
+class ConcurrentProxyServer(ThreadingMixIn, ProxyServer):
+    """A thread per connection, for actions that allow overlapping activations."""
+
+    daemon_threads = True
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -737,7 +755,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     ProxyHandler.action = Action(app, load_error, args.default_path, args.result_limit)
     ProxyHandler.request_limit = args.request_limit
     try:
-        server = ProxyServer((args.host, args.port), ProxyHandler)
+        server_class = ConcurrentProxyServer if concurrency_allowed() else ProxyServer
+        server = server_class((args.host, args.port), ProxyHandler)
     except OSError as error:
         log("cannot listen on %s:%d: %s" % (args.host, args.port, error))
         sys.exit(2)
