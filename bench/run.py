@@ -1,0 +1,702 @@
+"""Measure what the shim adds to a model: latency, peak memory, cold start and concurrency.
+
+Every measurement uses tests/apps/max-test-echo, whose prediction only counts the uploaded
+bytes, so the numbers are the shim's overhead and not a model's work. Side by side, per image
+size (10 KB, 100 KB, 1 MB, 5 MB):
+
+  (a) the multipart upload sent straight to the model's own server (maxfw's Werkzeug server);
+  (b) the same request as the invoker's /run JSON (raw web action params, body in base64)
+      POSTed to openwhisk.py, on a fresh connection each time as the invoker does;
+  (c) the same upload through local_endpoint.py, the local Web Action endpoint (in front of a
+      shim of its own);
+  (d) the floor: json.loads of that /run body and base64-decoding its __ow_body, in this process.
+
+The four take turns request by request, so that load from elsewhere on the machine hits them
+alike. Then the peak memory of (a) and (b) above their idle size, the cold start of both
+(process start to first answer), and /run throughput with 1, 4 and 16 overlapping activations.
+Every answer is checked: the byte count the model reports must be the one sent. The table goes
+to stdout and to bench/results.md with the machine it ran on. Exit status: 0 when every target
+is met, 1 when one is missed, 2 when a server could not be started.
+
+Runs on the current dependency era only (Python 3.11+, maxfw 1.1.6, Flask 3) on Linux (it reads
+/proc); scripts/bench.sh sets that up.
+"""
+
+import argparse
+import base64
+import datetime
+import http.client
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import random
+import shlex
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from typing import Callable, Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIM = os.path.join(ROOT, "openwhisk.py")
+LOCAL_ENDPOINT = os.path.join(ROOT, "local_endpoint.py")
+DIRECT_SERVER = os.path.join(ROOT, "bench", "direct_server.py")
+ECHO_APP = os.path.join(ROOT, "tests", "apps", "max-test-echo")
+RESULTS = os.path.join(ROOT, "bench", "results.md")
+QUICK_RESULTS = os.path.join(ROOT, "bench", "results", "quick.md")
+ACTION_NAME = "max-test-echo"
+PREDICT_PATH = "/model/predict"
+WEB_ACTION_PATH = "/api/v1/web/guest/default/" + ACTION_NAME
+MIB = 1024 * 1024
+
+KB = 1024
+IMAGE_SIZES = [("10 KB", 10 * KB), ("100 KB", 100 * KB), ("1 MB", 1024 * KB), ("5 MB", 5 * 1024 * KB)]
+# Timed requests per image size (after warm-up), full and --quick.
+RUNS = {10 * KB: 1000, 100 * KB: 1000, 1024 * KB: 300, 5 * 1024 * KB: 100}
+QUICK_RUNS = {10 * KB: 30, 100 * KB: 30, 1024 * KB: 10, 5 * 1024 * KB: 5}
+WARMUP = 5
+CONCURRENCY_LEVELS = [1, 4, 16]
+CONCURRENCY_IMAGE_SIZE = 100 * KB
+# The image sizes the latency and memory targets apply to. Below them the latency is fixed
+# per-request costs, and twice the /run body is within the noise of a process's resident size.
+TARGET_SIZES = (1024 * KB, 5 * 1024 * KB)
+COLD_START_TARGET_MS = 100.0
+MEMORY_TARGET_FACTOR = 2.0
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def jpeg_like(size: int, seed: int) -> bytes:
+    """Bytes of the given size shaped like a JPEG (markers around incompressible data)."""
+    noise = random.Random(seed).randbytes(size - 4)
+    return b"\xff\xd8" + noise + b"\xff\xd9"
+
+
+def multipart(image: bytes) -> Tuple[bytes, str]:
+    """The body and content type a browser or curl -F sends for one `image` file field."""
+    boundary = "----bench" + uuid.uuid4().hex
+    head = ('--%s\r\nContent-Disposition: form-data; name="image"; filename="upload.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n" % boundary).encode("ascii")
+    tail = ("\r\n--%s--\r\n" % boundary).encode("ascii")
+    return head + image + tail, "multipart/form-data; boundary=" + boundary
+
+
+def invoker_run_body(body: bytes, content_type: str) -> bytes:
+    """The /run body the invoker sends for a raw web action receiving this upload (compact JSON)."""
+    params = {
+        "__ow_method": "post",
+        "__ow_path": "",
+        "__ow_query": "",
+        "__ow_headers": {
+            "accept": "*/*",
+            "content-type": content_type,
+            "host": "controller",
+            "user-agent": "curl/7.88.1",
+            "x-forwarded-proto": "https",
+        },
+        "__ow_body": base64.b64encode(body).decode("ascii"),
+    }
+    message = {
+        "value": params,
+        "namespace": "guest",
+        "action_name": "/guest/" + ACTION_NAME,
+        "action_version": "0.0.1",
+        "activation_id": uuid.uuid4().hex,
+        "transaction_id": uuid.uuid4().hex,
+        "deadline": str(int(time.time() * 1000) + 60000),
+        "api_key": "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:not-a-real-key",
+    }
+    return json.dumps(message, separators=(",", ":")).encode("ascii")
+
+
+class Upload(object):
+    """One image upload, in the shapes each path under test sends it."""
+
+    def __init__(self, image_size: int, seed: int):
+        self.image_size = image_size
+        self.body, self.content_type = multipart(jpeg_like(image_size, seed))
+        self.run_body = invoker_run_body(self.body, self.content_type)
+
+
+def post(port: int, path: str, body: bytes, content_type: str) -> Tuple[int, bytes]:
+    """One POST on a new connection, closed after the answer (no keep-alive, as the invoker).
+
+    A request that gets no answer (connection refused or reset, timeout) is status 0.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException) as error:
+        log("POST %s on port %d got no answer: %s" % (path, port, error))
+        return 0, b""
+    finally:
+        connection.close()
+
+
+def counted_bytes(status: int, body: bytes) -> Optional[int]:
+    """The image size the echo model reports in its HTTP answer, None if the answer is wrong."""
+    if status != 200:
+        return None
+    try:
+        return json.loads(body)["files"]["image"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def counted_bytes_in_result(status: int, body: bytes) -> Optional[int]:
+    """The image size in a /run result (a web result whose JSON body is base64), None if wrong."""
+    if status != 200:
+        return None
+    try:
+        result = json.loads(body)
+        if result["statusCode"] != 200:
+            return None
+        return counted_bytes(200, base64.b64decode(result["body"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def accepts_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+class Server(object):
+    """A server under test: a subprocess on a loopback port, its logs in files."""
+
+    def __init__(self, name: str, command: List[str], port: int, cwd: str, env: Dict[str, str], log_dir: str):
+        self.name = name
+        self.port = port
+        self.stdout_path = os.path.join(log_dir, name + ".stdout")
+        self.stderr_path = os.path.join(log_dir, name + ".stderr")
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **env)
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=out, stderr=err)
+
+    def wait_until(self, ready: Callable[[], bool], seconds: float = 60.0) -> None:
+        deadline = time.perf_counter() + seconds
+        while not ready():
+            if self.process.poll() is not None:
+                raise RuntimeError("%s exited with %s:\n%s" % (self.name, self.process.returncode, self.stderr()))
+            if time.perf_counter() > deadline:
+                raise RuntimeError("%s not ready within %.0f s:\n%s" % (self.name, seconds, self.stderr()))
+            time.sleep(0.002)
+
+    def wait_for_port(self) -> None:
+        self.wait_until(lambda: accepts_connections(self.port))
+
+    def stderr(self) -> str:
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
+
+    def stdout(self) -> str:
+        with open(self.stdout_path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def _status_kib(self, field: str) -> int:
+        with open("/proc/%d/status" % self.process.pid) as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise RuntimeError("no %s in /proc/%d/status" % (field, self.process.pid))
+
+    def reset_peak_memory(self) -> None:
+        """Make the peak resident size (VmHWM) start again from the current one."""
+        with open("/proc/%d/clear_refs" % self.process.pid, "w") as clear_refs:
+            clear_refs.write("5")
+
+    def resident_bytes(self) -> int:
+        return self._status_kib("VmRSS") * 1024
+
+    def peak_resident_bytes(self) -> int:
+        return self._status_kib("VmHWM") * 1024
+
+
+def direct_command(port: int) -> List[str]:
+    return [sys.executable, DIRECT_SERVER, "--port", str(port)]
+
+
+def direct_server(log_dir: str) -> Server:
+    """The echo model's own server."""
+    port = free_port()
+    server = Server("direct", direct_command(port), port, ECHO_APP, {}, log_dir)
+    server.wait_for_port()
+    return server
+
+
+def shim_command(shim: str, port: int) -> List[str]:
+    return [sys.executable, shim, "--port", str(port), "--host", "127.0.0.1"]
+
+
+def shim_server(shim: str, log_dir: str, name: str, env: Optional[Dict[str, str]] = None,
+                initialise: bool = True) -> Server:
+    """The shim serving the echo model; initialised by us, or left for the local endpoint to initialise."""
+    port = free_port()
+    server = Server(name, shim_command(shim, port), port, ECHO_APP, env or {}, log_dir)
+    server.wait_for_port()
+    if initialise:
+        init_shim(port)
+    return server
+
+
+def init_shim(port: int) -> None:
+    message = {"value": {"name": ACTION_NAME, "binary": False, "main": "main",
+                         "env": {"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/" + ACTION_NAME}}}
+    status, body = post(port, "/init", json.dumps(message).encode("ascii"), "application/json")
+    if status != 200:
+        raise RuntimeError("/init answered %d: %r" % (status, body))
+
+
+def local_endpoint(log_dir: str, shim_port: int, largest_run_body: int) -> Server:
+    """local_endpoint.py in front of a shim of its own, with limits raised to fit the largest upload."""
+    port = free_port()
+    limit = str(2 * largest_run_body)
+    command = [sys.executable, LOCAL_ENDPOINT, "%s=http://127.0.0.1:%d" % (ACTION_NAME, shim_port),
+               "--port", str(port), "--payload-limit", limit, "--result-limit", limit]
+    server = Server("endpoint", command, port, ROOT, {}, log_dir)
+    server.wait_until(lambda: "ready" in server.stdout())
+    return server
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def percentile(samples: List[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+class Timings(object):
+    """The times of the right answers of a series of requests, and how many answers were wrong."""
+
+    def __init__(self, milliseconds: List[float], wrong: int = 0):
+        self.samples = milliseconds
+        self.wrong = wrong
+        self.median = statistics.median(milliseconds) if milliseconds else math.nan
+        self.p95 = percentile(milliseconds, 0.95) if milliseconds else math.nan
+
+    def cell(self) -> str:
+        text = "%s / %s" % (ms(self.median), ms(self.p95))
+        return text + (" (%d wrong)" % self.wrong if self.wrong else "")
+
+
+def ms(value: float) -> str:
+    return "%.2f" % value if value < 10 else "%.1f" % value
+
+
+def mib(value: float) -> str:
+    return "%.2f" % (value / MIB)
+
+
+def time_interleaved(paths: List[Tuple[str, Callable[[], bool]]], runs: int) -> Dict[str, Timings]:
+    """Time each path `runs` times, taking turns so that all see the same machine conditions.
+
+    Each path sends one request (or does the floor's work) and says whether the answer was right;
+    a wrong answer (or a failed request) is counted, and its time left out.
+    """
+    for name, send in paths:
+        for _ in range(WARMUP):
+            send()
+    milliseconds: Dict[str, List[float]] = dict((name, []) for name, _ in paths)
+    wrong = dict((name, 0) for name, _ in paths)
+    for _ in range(runs):
+        for name, send in paths:
+            started = time.perf_counter()
+            right = send()
+            elapsed = (time.perf_counter() - started) * 1000
+            if right:
+                milliseconds[name].append(elapsed)
+            else:
+                wrong[name] += 1
+                log("%s gave a wrong answer or none" % name)
+    return dict((name, Timings(milliseconds[name], wrong[name])) for name, _ in paths)
+
+
+def floor_work(run_body: bytes) -> bytes:
+    """Parse the /run body and decode its __ow_body: the least any /run handler must do."""
+    return base64.b64decode(json.loads(run_body)["value"]["__ow_body"])
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+class Memory(object):
+    """A server's resident size just before a series of requests, and its peak during them."""
+
+    def __init__(self, idle: int, peak: int):
+        self.idle = idle
+        self.peak = peak
+        self.rise = peak - idle
+
+
+class SizeResult(object):
+    def __init__(self, label: str, upload: Upload, timings: Dict[str, Timings], direct_memory: Memory,
+                 shim_memory: Memory):
+        self.label = label
+        self.upload = upload
+        self.direct = timings["the direct server"]
+        self.shim = timings["the shim"]
+        self.floor = timings["the floor"]
+        self.endpoint = timings.get("the local endpoint")
+        self.direct_memory = direct_memory
+        self.shim_memory = shim_memory
+
+    @property
+    def overhead(self) -> float:
+        return self.shim.median - self.direct.median
+
+    @property
+    def memory_excess(self) -> int:
+        """What the shim's peak above idle exceeds the direct server's by."""
+        return self.shim_memory.rise - self.direct_memory.rise
+
+    def overhead_passes(self) -> bool:
+        return self.overhead <= self.floor.median and self.direct.wrong == 0 and self.shim.wrong == 0
+
+    def memory_passes(self) -> bool:
+        return self.memory_excess <= MEMORY_TARGET_FACTOR * len(self.upload.run_body)
+
+
+def request_paths(upload: Upload, direct_port: int, shim_port: int,
+                  endpoint_port: Optional[int]) -> List[Tuple[str, Callable[[], bool]]]:
+    """The ways of sending `upload` that are compared, each saying whether its answer was right."""
+
+    def to_direct() -> bool:
+        return counted_bytes(*post(direct_port, PREDICT_PATH, upload.body, upload.content_type)) == upload.image_size
+
+    def to_shim() -> bool:
+        answer = counted_bytes_in_result(*post(shim_port, "/run", upload.run_body, "application/json"))
+        return answer == upload.image_size
+
+    def floor() -> bool:
+        return len(floor_work(upload.run_body)) == len(upload.body)
+
+    paths = [("the direct server", to_direct), ("the shim", to_shim), ("the floor", floor)]
+    if endpoint_port is not None:
+        port = endpoint_port
+
+        def to_endpoint() -> bool:
+            return counted_bytes(*post(port, WEB_ACTION_PATH, upload.body, upload.content_type)) == upload.image_size
+
+        paths.append(("the local endpoint", to_endpoint))
+    return paths
+
+
+def measure_sizes(shim_path: str, runs: Dict[int, int], log_dir: str, with_endpoint: bool) -> List[SizeResult]:
+    uploads = [(label, Upload(size, seed=size)) for label, size in IMAGE_SIZES]
+    direct = direct_server(log_dir)
+    shim = shim_server(shim_path, log_dir, "shim")
+    # (c) has a shim of its own, so that the memory figures of the shim are those of (b) alone.
+    endpoint_shim, endpoint = None, None
+    if with_endpoint:
+        endpoint_shim = shim_server(shim_path, log_dir, "endpoint-shim", initialise=False)
+        endpoint = local_endpoint(log_dir, endpoint_shim.port, max(len(upload.run_body) for _, upload in uploads))
+    results = []
+    try:
+        for label, upload in uploads:
+            count = runs[upload.image_size]
+            log("latency and memory at %s (%d timed requests per path)" % (label, count))
+            paths = request_paths(upload, direct.port, shim.port, endpoint.port if endpoint else None)
+            for server in (direct, shim):
+                server.reset_peak_memory()
+            direct_idle, shim_idle = direct.resident_bytes(), shim.resident_bytes()
+            timings = time_interleaved(paths, count)
+            results.append(SizeResult(label, upload, timings, Memory(direct_idle, direct.peak_resident_bytes()),
+                                      Memory(shim_idle, shim.peak_resident_bytes())))
+    finally:
+        for running in (endpoint, endpoint_shim, shim, direct):
+            if running is not None:
+                running.stop()
+    return results
+
+
+class ColdStart(object):
+    def __init__(self, app_build: List[float], direct: List[float], shim: List[float]):
+        self.app_build = app_build
+        self.direct = direct
+        self.shim = shim
+
+    @property
+    def added(self) -> float:
+        return statistics.median(self.shim) - statistics.median(self.direct)
+
+    def passes(self) -> bool:
+        return self.added < COLD_START_TARGET_MS
+
+
+def measure_cold_start(shim_path: str, repetitions: int, log_dir: str, model_load_seconds: float) -> ColdStart:
+    """Process start to first answer: the model's own server, then the shim (/init, then /run)."""
+    env = {"TEST_MODEL_LOAD_SECONDS": str(model_load_seconds)}
+    upload = Upload(10 * KB, seed=1)
+    app_build: List[float] = []
+    direct_ms: List[float] = []
+    shim_ms: List[float] = []
+    for repetition in range(repetitions):
+        log("cold start %d of %d" % (repetition + 1, repetitions))
+        port = free_port()
+        started = time.perf_counter()
+        direct = Server("cold-direct", direct_command(port), port, ECHO_APP, env, log_dir)
+        try:
+            direct.wait_for_port()
+            counted = counted_bytes(*post(port, PREDICT_PATH, upload.body, upload.content_type))
+            direct_ms.append((time.perf_counter() - started) * 1000)
+        finally:
+            direct.stop()
+        if counted != upload.image_size:
+            raise RuntimeError("the direct server's first answer was wrong")
+        app_build.append(float(direct.stderr().split("app built in ", 1)[1].split()[0]) * 1000)
+
+        port = free_port()
+        started = time.perf_counter()
+        shim = Server("cold-shim", shim_command(shim_path, port), port, ECHO_APP, env, log_dir)
+        try:
+            shim.wait_for_port()
+            init_shim(port)
+            counted = counted_bytes_in_result(*post(port, "/run", upload.run_body, "application/json"))
+            shim_ms.append((time.perf_counter() - started) * 1000)
+        finally:
+            shim.stop()
+        if counted != upload.image_size:
+            raise RuntimeError("the shim's first answer was wrong")
+    return ColdStart(app_build, direct_ms, shim_ms)
+
+
+class ConcurrencyResult(object):
+    def __init__(self, overlapping: int, requests: int, seconds: float, timings: Timings, wrong: int):
+        self.overlapping = overlapping
+        self.requests = requests
+        self.throughput = requests / seconds
+        self.timings = timings
+        self.wrong = wrong
+
+
+def measure_concurrency(shim_path: str, total_requests: int, log_dir: str) -> List[ConcurrencyResult]:
+    """Overlapping /runs, each with an image of its own size so that a mixed-up answer shows."""
+    shim = shim_server(shim_path, log_dir, "concurrent-shim", env={"__OW_ALLOW_CONCURRENT": "true"})
+    try:
+        results = []
+        for overlapping in CONCURRENCY_LEVELS:
+            per_thread = total_requests // overlapping
+            log("concurrency: %d overlapping /runs, %d each" % (overlapping, per_thread))
+            uploads = [[Upload(CONCURRENCY_IMAGE_SIZE + thread * per_thread + index, seed=thread * 1000 + index)
+                        for index in range(per_thread)] for thread in range(overlapping)]
+            for upload in uploads[0][:WARMUP]:
+                post(shim.port, "/run", upload.run_body, "application/json")
+            milliseconds: List[float] = []
+            wrong = [0]
+            lock = threading.Lock()
+            barrier = threading.Barrier(overlapping + 1)
+
+            def send_all(own: List[Upload]) -> None:
+                barrier.wait()
+                for upload in own:
+                    started = time.perf_counter()
+                    counted = counted_bytes_in_result(*post(shim.port, "/run", upload.run_body, "application/json"))
+                    elapsed = (time.perf_counter() - started) * 1000
+                    with lock:
+                        milliseconds.append(elapsed)
+                        if counted != upload.image_size:
+                            wrong[0] += 1
+
+            threads = [threading.Thread(target=send_all, args=(own,)) for own in uploads]
+            for thread in threads:
+                thread.start()
+            barrier.wait()
+            started = time.perf_counter()
+            for thread in threads:
+                thread.join()
+            seconds = time.perf_counter() - started
+            results.append(ConcurrencyResult(overlapping, len(milliseconds), seconds, Timings(milliseconds), wrong[0]))
+        return results
+    finally:
+        shim.stop()
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return ("%s, %d cores (%d usable), Linux %s; Python %s, Flask %s, Werkzeug %s, maxfw %s, flask-restx %s; %s"
+            % (cpu, os.cpu_count() or 0, len(os.sched_getaffinity(0)), platform.release(), platform.python_version(),
+               package_version("flask"), package_version("werkzeug"), package_version("maxfw"),
+               package_version("flask-restx"), datetime.datetime.now().strftime("%Y-%m-%d %H:%M")))
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def size_of(body: bytes) -> str:
+    return "%.2f MiB" % (len(body) / MIB) if len(body) >= MIB else "%.0f KiB" % (len(body) / KB)
+
+
+def report(shim_path: str, sizes: List[SizeResult], cold: ColdStart, concurrency: List[ConcurrencyResult],
+           model_load_seconds: float) -> Tuple[str, bool]:
+    lines = ["# Shim benchmark", "", "Machine: " + machine(), "",
+             "Shim: `%s`. Model: `tests/apps/max-test-echo` (its prediction only counts the uploaded bytes). "
+             "Command: `%s`." % (os.path.relpath(shim_path, ROOT), shlex.join(["scripts/bench.sh"] + sys.argv[1:])), ""]
+
+    lines += ["## Latency per image upload (ms, median / p95)", "",
+              "(a) multipart POST to the model's own server; (b) the invoker's /run JSON to the shim, one "
+              "connection per request; (c) the multipart POST through `local_endpoint.py` to the shim; "
+              "(d) the floor: `json.loads` of the /run body plus `base64.b64decode` of its `__ow_body`, in one "
+              "process. Target: (b)−(a) at most (d) at 1 MB and 5 MB.", "",
+              "| image | /run body | runs | (a) direct | (b) shim /run | (c) web endpoint | (d) floor "
+              "| (b)−(a) | (b)/(d) | ((b)−(a))/(d) | target |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    passed = True
+    for result in sizes:
+        target = "—"
+        if result.upload.image_size in TARGET_SIZES:
+            target = verdict(result.overhead_passes())
+            passed = passed and result.overhead_passes()
+        lines.append("| %s | %s | %d | %s | %s | %s | %s | %s | %.1f | %.2f | %s |" % (
+            result.label, size_of(result.upload.run_body), len(result.shim.samples), result.direct.cell(),
+            result.shim.cell(), result.endpoint.cell() if result.endpoint else "not run", ms(result.floor.median),
+            ms(result.overhead), result.shim.median / result.floor.median, result.overhead / result.floor.median,
+            target))
+
+    lines += ["", "## Peak memory per image size (MiB, VmHWM)", "",
+              "Each server's peak resident size while serving that size's requests of (a) or (b), and its rise "
+              "above the resident size just before them. Target, at 1 MB and 5 MB: "
+              "the shim's rise exceeds the direct server's by at most %.0f× the /run body." % MEMORY_TARGET_FACTOR,
+              "",
+              "| image | /run body | direct idle | direct peak | direct rise | shim idle | shim peak | shim rise "
+              "| shim rise − direct rise | limit | target |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for result in sizes:
+        target = "—"
+        if result.upload.image_size in TARGET_SIZES:
+            target = verdict(result.memory_passes())
+            passed = passed and result.memory_passes()
+        direct, shim = result.direct_memory, result.shim_memory
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            result.label, size_of(result.upload.run_body), mib(direct.idle), mib(direct.peak), mib(direct.rise),
+            mib(shim.idle), mib(shim.peak), mib(shim.rise), mib(result.memory_excess),
+            mib(MEMORY_TARGET_FACTOR * len(result.upload.run_body)), target))
+
+    passed = passed and cold.passes()
+    lines += ["", "## Cold start (ms, median of %d; min–max)" % len(cold.shim), "",
+              "Process start to the first correct answer to a 10 KB upload; for the shim that includes /init. "
+              "Simulated model load (`TEST_MODEL_LOAD_SECONDS`): %.2f s. Target: the shim adds under %.0f ms."
+              % (model_load_seconds, COLD_START_TARGET_MS), "",
+              "| | median | min–max |", "|---|---|---|"]
+    for name, samples in (("model's own load: building the app (`app.py`: Flask, maxfw, the model)", cold.app_build),
+                          ("(a) model's own server: start → first answer", cold.direct),
+                          ("(b) shim: start → /init → first /run answered", cold.shim)):
+        lines.append("| %s | %s | %s–%s |" % (name, ms(statistics.median(samples)), ms(min(samples)),
+                                              ms(max(samples))))
+    lines.append("| added by the shim: (b)−(a) | %s | target %s |" % (ms(cold.added), verdict(cold.passes())))
+
+    lines += ["", "## Concurrency (`__OW_ALLOW_CONCURRENT=true`, ~100 KB images of distinct sizes)", "",
+              "Each client thread sends its /runs back to back, each on a new connection; an answer is wrong "
+              "unless it is a 200 reporting that request's own byte count. Target: no wrong answer. The client "
+              "runs on the same cores as the shim.", "",
+              "| overlapping /runs | requests | throughput (req/s) | median (ms) | p95 (ms) | wrong answers "
+              "| target |", "|---|---|---|---|---|---|---|"]
+    for level in concurrency:
+        passed = passed and level.wrong == 0
+        lines.append("| %d | %d | %.0f | %s | %s | %d | %s |" % (
+            level.overlapping, level.requests, level.throughput, ms(level.timings.median),
+            ms(level.timings.p95), level.wrong, verdict(level.wrong == 0)))
+
+    lines += ["", "All targets: **%s**" % verdict(passed), ""]
+    return "\n".join(lines), passed
+
+
+def log(message: str) -> None:
+    sys.stderr.write("bench: %s\n" % message)
+    sys.stderr.flush()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Measure the shim's overhead, memory, cold start and concurrency.")
+    parser.add_argument("--quick", action="store_true", help="few runs: a smoke test of the benchmark, not a result")
+    parser.add_argument("--shim", default=SHIM, type=os.path.abspath,
+                        help="the shim to measure, e.g. a modified copy (default: openwhisk.py of this tree)")
+    parser.add_argument("--output",
+                        help="where to write the table (default bench/results.md, with --quick bench/results/quick.md)")
+    parser.add_argument("--cold-starts", type=int, help="cold start repetitions (default 11, quick 2)")
+    parser.add_argument("--model-load-seconds", type=float, default=0.0,
+                        help="simulated model load time for the cold start (default %(default)s)")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    runs = QUICK_RUNS if args.quick else RUNS
+    with_endpoint = os.path.exists(LOCAL_ENDPOINT)
+    if not with_endpoint:
+        log("warning: %s is missing; (c) is not measured" % LOCAL_ENDPOINT)
+    log_dir = tempfile.mkdtemp(prefix="shim-bench-")
+    try:
+        sizes = measure_sizes(args.shim, runs, log_dir, with_endpoint)
+        cold = measure_cold_start(args.shim, args.cold_starts or (2 if args.quick else 11), log_dir,
+                                  args.model_load_seconds)
+        concurrency = measure_concurrency(args.shim, 48 if args.quick else 480, log_dir)
+    except RuntimeError as error:
+        log("failed: %s (server logs kept in %s)" % (error, log_dir))
+        return 2
+    wrong = sum(level.wrong for level in concurrency) + sum(
+        timings.wrong for size in sizes for timings in (size.direct, size.shim, size.endpoint) if timings)
+    if wrong:
+        log("%d wrong answers; the servers' logs are kept in %s" % (wrong, log_dir))
+    else:
+        shutil.rmtree(log_dir)
+    table, passed = report(args.shim, sizes, cold, concurrency, args.model_load_seconds)
+    print(table)
+    output_path = args.output or (QUICK_RESULTS if args.quick else RESULTS)
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    with open(output_path, "w") as output:
+        output.write(table)
+    log("table written to %s" % output_path)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
