@@ -354,6 +354,8 @@ def call_app(app: WsgiApp, environ: Dict[str, Any]) -> Tuple[int, List[Tuple[str
 
 
 def _decompress(body: bytes, encoding: str) -> Optional[bytes]:
+    if encoding == "identity":
+        return body
     if encoding in ("gzip", "x-gzip"):
         return gzip.decompress(body)
     if encoding == "deflate":
@@ -414,8 +416,10 @@ def web_result(status: int, headers: List[Tuple[str, str]], body: bytes) -> Dict
         body = plain
     charset = parse_content_type(content_type)[1].get("charset", "utf-8")
     try:
-        result["body"] = body.decode(charset)
-    except (LookupError, UnicodeDecodeError):
+        text = body.decode(charset)
+        text.encode("utf-8")  # some charsets (UTF-7) decode to lone surrogates UTF-8 cannot carry
+        result["body"] = text
+    except (LookupError, UnicodeError):
         log("warning: the %s response is not valid %s; undecodable bytes were replaced" % (content_type, charset))
         result["body"] = body.decode("utf-8", "replace")
     return result
@@ -552,6 +556,9 @@ class Action(object):
         except BadWebRequest as error:
             log("bad request: %s" % error)
             return error_result(400, str(error))
+        except (UnicodeError, RecursionError) as error:  # lone surrogates, absurdly deep params
+            log("bad request: %s" % type(error).__name__)
+            return error_result(400, "the request could not be rebuilt: %s" % type(error).__name__)
         # The base64 text is no longer needed: free it before the model runs.
         params.pop("__ow_body", None)
         try:
@@ -586,7 +593,7 @@ def activation_environment(message: Dict[str, Any]) -> Dict[str, str]:
 
 
 def concurrency_allowed() -> bool:
-    """OpenWhisk sets __OW_ALLOW_CONCURRENT=true for actions created with a concurrency limit above 1."""
+    """__OW_ALLOW_CONCURRENT=true: the invoker may overlap activations (those created with -c N, N > 1)."""
     return os.environ.get("__OW_ALLOW_CONCURRENT", "").lower() == "true"
 
 
@@ -623,7 +630,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 del body
                 message = json.loads(text)
                 del text
-            except ValueError as error:
+            except (ValueError, RecursionError) as error:
                 status, reply = 400, {"error": "The %s body is not valid JSON: %s" % (self.path, error)}
             else:
                 status, reply = self._dispatch(message)
@@ -650,8 +657,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _oversized_or_unsized(self) -> Tuple[int, Dict[str, Any]]:
         if self.headers.get("Content-Length") is None:
-            self.close_connection = True
             return 411, {"error": "A Content-Length header is required."}
+        if self._content_length() is None:
+            return 400, {"error": "The Content-Length header is not a number of bytes."}
         if self.path == "/run":
             return 200, error_result(413, "the request is over the action's limit of %d bytes" % self.request_limit)
         return 413, {"error": "The /init body is over the limit of %d bytes." % self.request_limit}
@@ -698,7 +706,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.close_connection = True
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
     def log_message(self, format: str, *args: Any) -> None:
         # Access lines would land in the next activation's logs, after this one's sentinels.

@@ -367,3 +367,14 @@ def test_unicode_results_are_measured_in_bytes():
     encoded = openwhisk.encode_result(result, 10000)
     assert "☃" in encoded.decode("utf-8")
     assert json.loads(openwhisk.encode_result(result, 300).decode("utf-8"))["statusCode"] == 413
+
+
+def test_identity_encoding_is_plain_text():
+    result = openwhisk.web_result(200, [("Content-Type", "text/plain"), ("Content-Encoding", "identity")], b"as is")
+    assert result["body"] == "as is"
+
+
+def test_text_that_decodes_to_lone_surrogates_is_replaced(capsys):
+    result = openwhisk.web_result(200, [("Content-Type", "text/plain; charset=utf-7")], b"+2AA-")
+    result["body"].encode("utf-8")
+    assert "undecodable bytes were replaced" in capsys.readouterr().err

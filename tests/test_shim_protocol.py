@@ -189,6 +189,41 @@ def test_malformed_run_is_a_clear_400_and_ends_the_activation_logs(fresh_shim, b
     assert shim.run(raw_params(method="get", path="/model/metadata"))[0] == 200
 
 
+def test_deeply_nested_run_json_is_a_400(shim):
+    status, headers, reply = shim.post("/run", b"[" * 100000)
+    assert status == 400
+    assert "not valid JSON" in json.loads(reply.decode("utf-8"))["error"]
+
+
+@pytest.mark.parametrize("params", [
+    raw_params(path="/a\ud800"),
+    raw_params(headers={"content-type": "text/plain"}, body="\ud800"),
+])
+def test_params_that_cannot_be_encoded_are_a_400_result(shim, params):
+    payload = json.dumps(run_payload(params)).encode("ascii")  # \ud800 stays escaped in the JSON
+    status, headers, reply = shim.post("/run", payload)
+    assert (status, json.loads(reply.decode("utf-8"))["statusCode"]) == (200, 400)
+
+
+@pytest.mark.parametrize("length", ["-5", "abc"])
+def test_invalid_content_length_is_a_400(shim, length):
+    connection = socket.create_connection(("127.0.0.1", shim.port))
+    connection.sendall(("POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: %s\r\n\r\n{}" % length).encode())
+    reply = connection.recv(65536).decode("latin-1")
+    connection.close()
+    assert reply.startswith("HTTP/1.1 400")
+    assert "Content-Length" in reply
+
+
+def test_head_is_answered_without_a_body(shim):
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", shim.port)
+    connection.request("HEAD", "/run")
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (405, b"")
+    connection.close()
+
+
 def test_result_over_the_limit_is_a_413_not_a_truncation(shim):
     query = "type=application/octet-stream&body_base64=AAAAAA==&repeat=300000"  # 1.2 MB, 1.6 MB in base64
     status, result = shim.run(raw_params(method="get", path="/respond", query=query))
