@@ -785,6 +785,14 @@ def new_transaction_id() -> str:
     return "".join(random.choice(_TID_CHARACTERS) for _ in range(32))
 
 
+def _discard(stream: Any, size: int) -> None:
+    while size > 0:
+        piece = stream.read(min(size, 1 << 20))
+        if not piece:
+            return
+        size -= len(piece)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((DEFAULT_HOST, 0))
@@ -894,11 +902,12 @@ class WebActionHandler(BaseHTTPRequestHandler):
                 size = int(size_line, 16)
                 if size == 0:
                     break
-                chunk = self.rfile.read(size)
-                self.rfile.readline()
-                total += len(chunk)
+                total += size
                 if total <= limit:
-                    chunks.append(chunk)
+                    chunks.append(self.rfile.read(size))
+                else:  # counted, not kept: a chunk's declared size must not decide what is buffered
+                    _discard(self.rfile, size)
+                self.rfile.readline()
             while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                 pass  # trailers
             return total, b"".join(chunks) if total <= limit else None

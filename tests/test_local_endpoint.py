@@ -732,6 +732,19 @@ def test_a_request_over_the_payload_limit_is_413(limited: Tuple[LocalEndpoint, T
     assert action.runs[-1]["value"]["__ow_body"] == "x" * 1000
 
 
+def test_a_chunked_request_over_the_payload_limit_is_413(limited: Tuple[LocalEndpoint, TinyAction]) -> None:
+    endpoint, action = limited
+    runs_before = len(action.runs)
+    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=30)
+    try:
+        connection.request("POST", web("small"), body=iter([b"x" * 600, b"y" * 600]), encode_chunked=True,
+                           headers={"Content-Type": "text/plain", "Transfer-Encoding": "chunked"})
+        assert connection.getresponse().status == 413
+    finally:
+        connection.close()
+    assert len(action.runs) == runs_before
+
+
 def test_a_result_over_the_result_limit_is_an_application_error(limited: Tuple[LocalEndpoint, TinyAction]) -> None:
     endpoint, action = limited
     reply_with(action, {"body": "y" * 2990})
