@@ -34,9 +34,7 @@ import platform
 import random
 import shlex
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +43,8 @@ import uuid
 from typing import Callable, Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from support import ServerProcess, free_port  # noqa: E402  (the tests' process helpers)
 SHIM = os.path.join(ROOT, "openwhisk.py")
 LOCAL_ENDPOINT = os.path.join(ROOT, "local_endpoint.py")
 DIRECT_SERVER = os.path.join(ROOT, "bench", "direct_server.py")
@@ -169,60 +169,11 @@ def counted_bytes_in_result(status: int, body: bytes) -> Optional[int]:
 # ----------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def accepts_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-class Server(object):
-    """A server under test: a subprocess on a loopback port, its logs in files."""
+class Server(ServerProcess):
+    """A server under test, with its memory read from /proc."""
 
     def __init__(self, name: str, command: List[str], port: int, cwd: str, env: Dict[str, str], log_dir: str):
-        self.name = name
-        self.port = port
-        self.stdout_path = os.path.join(log_dir, name + ".stdout")
-        self.stderr_path = os.path.join(log_dir, name + ".stderr")
-        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **env)
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=out, stderr=err)
-
-    def wait_until(self, ready: Callable[[], bool], seconds: float = 60.0) -> None:
-        deadline = time.perf_counter() + seconds
-        while not ready():
-            if self.process.poll() is not None:
-                raise RuntimeError("%s exited with %s:\n%s" % (self.name, self.process.returncode, self.stderr()))
-            if time.perf_counter() > deadline:
-                raise RuntimeError("%s not ready within %.0f s:\n%s" % (self.name, seconds, self.stderr()))
-            time.sleep(0.002)
-
-    def wait_for_port(self) -> None:
-        self.wait_until(lambda: accepts_connections(self.port))
-
-    def stderr(self) -> str:
-        with open(self.stderr_path, encoding="utf-8", errors="replace") as stream:
-            return stream.read()
-
-    def stdout(self) -> str:
-        with open(self.stdout_path, encoding="utf-8", errors="replace") as stream:
-            return stream.read()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        ServerProcess.__init__(self, command, port, cwd, env, log_dir, name)
 
     def _status_kib(self, field: str) -> int:
         with open("/proc/%d/status" % self.process.pid) as status:

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIM = os.path.join(ROOT, "openwhisk.py")
@@ -24,17 +24,58 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60.0) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("process exited with %s before listening on %d" % (process.returncode, port))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nothing listened on port %d within %.0f s" % (port, seconds))
+def accepts_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class ServerProcess(object):
+    """A server under test: a subprocess on a loopback port, its stdout and stderr in files."""
+
+    def __init__(self, command: List[str], port: int, cwd: str, env: Optional[Dict[str, str]] = None,
+                 log_dir: Optional[str] = None, name: str = "server"):
+        self.name = name
+        self.port = port
+        log_dir = log_dir or tempfile.mkdtemp(prefix=name + "-logs-")
+        self.stdout_path = os.path.join(log_dir, name + ".stdout")
+        self.stderr_path = os.path.join(log_dir, name + ".stderr")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["PYTHONUNBUFFERED"] = "1"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=out, stderr=err)
+
+    def wait_until(self, ready: Callable[[], bool], seconds: float = 60.0) -> None:
+        deadline = time.time() + seconds
+        while not ready():
+            if self.process.poll() is not None:
+                raise RuntimeError("%s exited with %s:\n%s" % (self.name, self.process.returncode, self.stderr()))
+            if time.time() > deadline:
+                raise RuntimeError("%s not ready within %.0f s:\n%s" % (self.name, seconds, self.stderr()))
+            time.sleep(0.002)
+
+    def wait_for_port(self) -> None:
+        self.wait_until(lambda: accepts_connections(self.port))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def stdout(self) -> str:
+        with open(self.stdout_path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
+
+    def stderr(self) -> str:
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
 
 
 def init_payload(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
@@ -74,35 +115,19 @@ def raw_params(method: str = "post", path: str = "", query: str = "", headers: O
             "__ow_headers": headers or {}, "__ow_body": body}
 
 
-class Shim(object):
+class Shim(ServerProcess):
     """openwhisk.py running as a subprocess for a model directory, on a free loopback port."""
 
     def __init__(self, app_dir: str, env: Optional[Dict[str, str]] = None, args: Optional[List[str]] = None,
                  python: str = sys.executable):
-        self.port = free_port()
-        self.log_dir = tempfile.mkdtemp(prefix="shim-logs-")
-        self.stdout_path = os.path.join(self.log_dir, "stdout")
-        self.stderr_path = os.path.join(self.log_dir, "stderr")
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        full_env["PYTHONUNBUFFERED"] = "1"
-        command = [python, SHIM, "--port", str(self.port), "--host", "127.0.0.1"] + list(args or [])
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(command, cwd=app_dir, env=full_env, stdout=out, stderr=err)
+        port = free_port()
+        command = [python, SHIM, "--port", str(port), "--host", "127.0.0.1"] + list(args or [])
+        ServerProcess.__init__(self, command, port, app_dir, env, name="shim")
         try:
-            wait_for_port(self.port, self.process)
+            self.wait_for_port()
         except RuntimeError:
             self.stop()
             raise RuntimeError("shim did not start:\n" + self.stderr())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
     def post(self, path: str, body: bytes, headers: Optional[Dict[str, str]] = None,
              timeout: float = 60.0) -> Tuple[int, Dict[str, str], bytes]:
@@ -126,14 +151,6 @@ class Shim(object):
 
     def run(self, value: Dict[str, Any], **metadata: Any) -> Tuple[int, Any]:
         return self.post_json("/run", run_payload(value, **metadata))
-
-    def stdout(self) -> str:
-        with open(self.stdout_path, encoding="utf-8", errors="replace") as stream:
-            return stream.read()
-
-    def stderr(self) -> str:
-        with open(self.stderr_path, encoding="utf-8", errors="replace") as stream:
-            return stream.read()
 
     def wait_for_log_lines(self, stream: str, text: str, count: int, seconds: float = 10.0) -> str:
         """The stream's contents once `text` appears `count` times in it (logs are flushed asynchronously)."""
