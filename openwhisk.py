@@ -496,8 +496,10 @@ def load_app(app_dir: str) -> WsgiApp:
 class Action(object):
     """The state of this action container: its model app, /init status and settings."""
 
-    def __init__(self, app: Optional[WsgiApp], load_error: Optional[str], default_path: str, result_limit: int):
+    def __init__(self, app: Optional[WsgiApp], load_error: Optional[str], default_path: str, result_limit: int,
+                 concurrent: bool):
         self.app = app
+        self.concurrent = concurrent
         self.load_error = load_error
         self.default_path = default_path
         self.result_limit = result_limit
@@ -534,7 +536,7 @@ class Action(object):
             return 400, {"error": "The /run value must be a JSON object."}
         exported = activation_environment(message)
         activation = dict((k, v) for k, v in exported.items() if k != "__OW_API_KEY")
-        if concurrency_allowed():
+        if self.concurrent:
             # Overlapping activations cannot share os.environ: each one's metadata is in
             # its own WSGI environ only.
             return 200, self._handle(params, activation)
@@ -590,11 +592,6 @@ def activation_environment(message: Dict[str, Any]) -> Dict[str, str]:
         if "\x00" not in text:
             exported["__OW_" + key.upper()] = text
     return exported
-
-
-def concurrency_allowed() -> bool:
-    """__OW_ALLOW_CONCURRENT=true: the invoker may overlap activations (those created with -c N, N > 1)."""
-    return os.environ.get("__OW_ALLOW_CONCURRENT", "").lower() == "true"
 
 
 def end_activation_logs() -> None:
@@ -761,10 +758,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         load_error = "The model app in %s failed to load: %s: %s" % (
             os.path.abspath(args.app_dir), type(error).__name__, error)
         log(load_error)
-    ProxyHandler.action = Action(app, load_error, args.default_path, args.result_limit)
+    # __OW_ALLOW_CONCURRENT=true: the invoker may overlap activations (those created with -c N, N > 1).
+    concurrent = os.environ.get("__OW_ALLOW_CONCURRENT", "").lower() == "true"
+    ProxyHandler.action = Action(app, load_error, args.default_path, args.result_limit, concurrent)
     ProxyHandler.request_limit = args.request_limit
     try:
-        server_class = ConcurrentProxyServer if concurrency_allowed() else ProxyServer
+        server_class = ConcurrentProxyServer if concurrent else ProxyServer
         server = server_class((args.host, args.port), ProxyHandler)
     except OSError as error:
         log("cannot listen on %s:%d: %s" % (args.host, args.port, error))
