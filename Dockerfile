@@ -27,6 +27,8 @@ LABEL org.opencontainers.image.title="${model}" \
 # which every image user can run and none can modify.
 # hadolint ignore=DL3045
 COPY openwhisk.py ./
+# hadolint ignore=DL3045
+COPY serverless_max ./serverless_max/
 
 # Some MAX images start their own server through an ENTRYPOINT; the action must start the shim.
 ENTRYPOINT []

@@ -140,8 +140,8 @@ parse_args() {
 
 shim_version() {
   local version
-  version="$(sed -n 's/^__version__ = "\([0-9A-Za-z.+-]*\)"$/\1/p' "$ROOT_DIR/openwhisk.py")"
-  [[ -n "$version" ]] || usage_error "cannot read __version__ from $ROOT_DIR/openwhisk.py"
+  version="$(sed -n 's/^__version__ = "\([0-9A-Za-z.+-]*\)"$/\1/p' "$ROOT_DIR/serverless_max/__init__.py")"
+  [[ -n "$version" ]] || usage_error "cannot read __version__ from $ROOT_DIR/serverless_max/__init__.py"
   printf '%s' "$version"
 }
 

@@ -41,7 +41,7 @@ from socketserver import ThreadingMixIn
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import openwhisk
+from serverless_max import media_types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "examples", "max-example-digit-classifier")
@@ -96,8 +96,8 @@ TEXT_FIXED_CHARSET = frozenset(
     application/json application/json-patch+json application/merge-patch+json application/problem+json
     application/vnd.api+json application/x-www-form-urlencoded text/event-stream
     """.split())
-TEXT_OPEN_CHARSET = openwhisk.REGISTERED_TEXT_TYPES - TEXT_FIXED_CHARSET
-BINARY_TYPES = openwhisk.REGISTERED_BINARY_TYPES
+TEXT_OPEN_CHARSET = media_types.REGISTERED_TEXT_TYPES - TEXT_FIXED_CHARSET
+BINARY_TYPES = media_types.REGISTERED_BINARY_TYPES
 REGISTERED_TYPES = BINARY_TYPES | TEXT_FIXED_CHARSET | TEXT_OPEN_CHARSET
 # akka-http's registered charsets, by the spellings clients use; others are passed on as written.
 CHARSET_NAMES = {"utf-8": "UTF-8", "utf8": "UTF-8", "iso-8859-1": "ISO-8859-1", "latin1": "ISO-8859-1",

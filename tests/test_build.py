@@ -51,7 +51,7 @@ ENDPOINT_NAMESPACE = "guest"
 
 
 def shim_version() -> str:
-    with open(os.path.join(ROOT, "openwhisk.py"), encoding="utf-8") as shim:
+    with open(os.path.join(ROOT, "serverless_max", "__init__.py"), encoding="utf-8") as shim:
         return re.search(r'^__version__ = "([^"]+)"$', shim.read(), re.MULTILINE).group(1)
 
 
@@ -280,6 +280,7 @@ def standalone_copy(directory: str) -> str:
     """build.sh with its Dockerfile and shim, but no examples/catalogue.json."""
     for name in ("build.sh", "Dockerfile", "openwhisk.py"):
         shutil.copy2(os.path.join(ROOT, name), directory)
+    shutil.copytree(os.path.join(ROOT, "serverless_max"), os.path.join(directory, "serverless_max"))
     return os.path.join(directory, "build.sh")
 
 
@@ -647,9 +648,16 @@ def test_pulled_actions_answer_like_the_models_own_api(
             assert through_action[0] == direct[0], where
             assert media_type(through_action[1]) == media_type(direct[1]), where
             if media_type(direct[1]) == "application/json":
-                assert json.loads(through_action[2].decode("utf-8")) == json.loads(direct[2].decode("utf-8")), where
+                action_json = json.loads(through_action[2].decode("utf-8"))
+                direct_json = json.loads(direct[2].decode("utf-8"))
+                if isinstance(direct_json, dict) and "basePath" in direct_json:
+                    # The action's app is mounted under the web action URL, and its Swagger document says so.
+                    assert action_json.pop("basePath") == prefix, where
+                    direct_json.pop("basePath")
+                assert action_json == direct_json, where
             else:
-                assert through_action[2] == direct[2], where
+                # Pages link to the app's own routes under the mount prefix (the Swagger UI does).
+                assert through_action[2].replace(prefix.encode("ascii"), b"") == direct[2], where
             checked += 1
     assert checked >= 3 * len(running)
 

@@ -8,7 +8,7 @@ import pytest
 
 from support import ROOT
 
-PYTHON_36_CODE = ["openwhisk.py", "local_endpoint.py", "tests", "examples"]
+PYTHON_36_CODE = ["openwhisk.py", "serverless_max", "local_endpoint.py", "tests", "examples"]
 
 needs_newer_parser = pytest.mark.skipif(
     sys.version_info < (3, 8), reason="vermin parses with the running Python, which cannot read newer syntax "

@@ -947,15 +947,22 @@ class OwnServer(object):
     Flask.run is given another port, nothing else changes.
     """
 
-    LAUNCHER = ("import flask, runpy, sys; run = flask.Flask.run; "
-                "flask.Flask.run = lambda app, host=None, port=None, **options: "
-                "run(app, '127.0.0.1', int(sys.argv[1]), **options); "
-                "runpy.run_path('app.py', run_name='__main__')")
+    # Mounted under the action's web URL prefix, as behind any proxy that sets SCRIPT_NAME: the
+    # action's app sees the same prefix, and both write it into links (the Swagger document's basePath).
+    LAUNCHER = ("import flask, runpy, sys\n"
+                "run = flask.Flask.run\n"
+                "def serve(app, host=None, port=None, **options):\n"
+                "    inner = app.wsgi_app\n"
+                "    app.wsgi_app = lambda environ, start: inner(dict(environ, SCRIPT_NAME=sys.argv[2]), start)\n"
+                "    run(app, '127.0.0.1', int(sys.argv[1]), **options)\n"
+                "flask.Flask.run = serve\n"
+                "runpy.run_path('app.py', run_name='__main__')\n")
 
     def __init__(self, model_dir: str):
         self.model_dir = model_dir
         self.port = free_port()
-        self.process = subprocess.Popen([sys.executable, "-c", self.LAUNCHER, str(self.port)], cwd=model_dir,
+        prefix = "/api/v1/web/guest/default/" + os.path.basename(model_dir)
+        self.process = subprocess.Popen([sys.executable, "-c", self.LAUNCHER, str(self.port), prefix], cwd=model_dir,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while not local_endpoint._accepts_connections("127.0.0.1", self.port):

@@ -9,7 +9,9 @@ import zlib
 import flask
 import pytest
 
-import openwhisk
+from serverless_max import openwhisk
+from serverless_max.media_types import is_binary, is_json_family
+from serverless_max.runtime import BadRequest, ModelApp, Request, Response
 from support import ROOT
 
 JSON_HEADERS = [("Content-Type", "application/json")]
@@ -29,6 +31,10 @@ def build(params, default_path="/model/predict"):
     return openwhisk.build_request(params, default_path)
 
 
+def web_result(status, headers, body):
+    return openwhisk.web_result(Response(status, headers, body))
+
+
 # ------------------------------------------------------------------------------ media types
 
 
@@ -36,9 +42,9 @@ def test_media_type_table_matches_openwhisk():
     with open(os.path.join(ROOT, "tests", "data", "openwhisk-media-types.json")) as table:
         registered = json.load(table)
     for media_type, binary in registered.items():
-        assert openwhisk.is_binary(media_type) is binary, media_type
+        assert is_binary(media_type) is binary, media_type
         # A registered type keeps its flag whatever parameters it carries.
-        assert openwhisk.is_binary(media_type + "; charset=utf-8") is binary, media_type
+        assert is_binary(media_type + "; charset=utf-8") is binary, media_type
 
 
 @pytest.mark.parametrize("content_type, binary", [
@@ -56,13 +62,13 @@ def test_media_type_table_matches_openwhisk():
     ("application/json; charset=utf-8", False),
 ])
 def test_binary_or_text(content_type, binary):
-    assert openwhisk.is_binary(content_type) is binary
+    assert is_binary(content_type) is binary
 
 
 def test_json_family():
-    assert openwhisk.is_json_family("application/json; charset=utf-8")
-    assert openwhisk.is_json_family("application/problem+json")
-    assert not openwhisk.is_json_family("text/json")
+    assert is_json_family("application/json; charset=utf-8")
+    assert is_json_family("application/problem+json")
+    assert not is_json_family("text/json")
 
 
 # ------------------------------------------------------------------------------ raw requests
@@ -72,7 +78,7 @@ def test_raw_request_fields():
     request = build(raw(__ow_method="put", __ow_path="/model/labels", __ow_query="a=1&b=x+y",
                         __ow_headers={"content-type": "text/plain", "x-custom": "v"}, __ow_body="hi"))
     assert (request.method, request.path, request.query) == ("PUT", "/model/labels", "a=1&b=x+y")
-    assert request.headers == {"content-type": "text/plain", "x-custom": "v"}
+    assert dict(request.headers) == {"content-type": "text/plain", "x-custom": "v"}
     assert request.body == b"hi"
 
 
@@ -110,7 +116,7 @@ def test_empty_raw_body():
 
 @pytest.mark.parametrize("body", ["not base64!", "YWJj\nZGVm", "YWJjZ", "☃"])
 def test_bad_base64_is_a_bad_request(body):
-    with pytest.raises(openwhisk.BadWebRequest, match="base64"):
+    with pytest.raises(BadRequest, match="base64"):
         build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=body))
 
 
@@ -119,7 +125,7 @@ def test_bad_base64_is_a_bad_request(body):
     ("__ow_method", "GE T"), ("__ow_method", ""), ("__ow_method", 3),
 ])
 def test_malformed_fields_are_bad_requests(field, value):
-    with pytest.raises(openwhisk.BadWebRequest):
+    with pytest.raises(BadRequest):
         build(raw(**{field: value}))
 
 
@@ -130,7 +136,7 @@ def test_dropped_request_headers():
         "x_forwarded_for": "spoof", "bad header": "x", "accept": "image/png", "X-Mixed-Case": "kept",
     }
     request = build(raw(__ow_headers=headers))
-    assert request.headers == {"accept": "image/png", "x-mixed-case": "kept"}
+    assert dict(request.headers) == {"accept": "image/png", "x-mixed-case": "kept"}
 
 
 # ------------------------------------------------------------------------------ paths
@@ -153,7 +159,7 @@ def test_paths_are_decoded_and_stay_inside_the_app(ow_path, path):
 
 @pytest.mark.parametrize("ow_path", ["model/predict", "http://evil.example/", "//evil.example/x", "/a%00b", "/a\nb"])
 def test_paths_that_are_not_absolute_app_paths_are_refused(ow_path):
-    with pytest.raises(openwhisk.BadWebRequest, match="__ow_path"):
+    with pytest.raises(BadRequest, match="__ow_path"):
         build(raw(__ow_path=ow_path))
 
 
@@ -195,7 +201,7 @@ def test_non_object_json_body_arrives_parsed():
 def test_plain_invoke_becomes_a_json_post_to_the_default_path():
     request = build({"text": ["hello"]})
     assert (request.method, request.path) == ("POST", "/model/predict")
-    assert request.headers["content-type"] == "application/json"
+    assert request.header("content-type") == "application/json"
     assert json.loads(request.body.decode("utf-8")) == {"text": ["hello"]}
 
 
@@ -220,8 +226,9 @@ def echo_app():
 
 def call(params, activation=None):
     request = build(params)
-    status, headers, body = openwhisk.call_app(echo_app(), openwhisk.wsgi_environ(request, activation or {}))
-    return status, json.loads(body.decode("utf-8"))
+    request.extra_environ["openwhisk.activation"] = activation or {}
+    response = ModelApp(echo_app()).respond(request)
+    return response.status, json.loads(response.body.decode("utf-8"))
 
 
 def test_the_app_sees_the_rebuilt_request():
@@ -264,7 +271,8 @@ def test_call_app_closes_the_iterable_and_joins_writes():
         write(b"a")
         return Body()
 
-    assert openwhisk.call_app(app, {}) == (201, [("X-A", "1")], b"abc")
+    response = ModelApp(app).respond(Request("GET", "/", "", [], b""))
+    assert (response.status, response.headers, response.body) == (201, [("X-A", "1")], b"abc")
     assert closed == [True]
 
 
@@ -272,20 +280,20 @@ def test_call_app_closes_the_iterable_and_joins_writes():
 
 
 def test_status_and_repeated_headers():
-    result = openwhisk.web_result(201, [("Set-Cookie", "a=1"), ("set-cookie", "b=2"), ("Set-Cookie", "c=3"),
+    result = web_result(201, [("Set-Cookie", "a=1"), ("set-cookie", "b=2"), ("Set-Cookie", "c=3"),
                                         ("Content-Type", "text/plain"), ("X-One", "x")], b"ok")
     assert result == {"statusCode": 201, "body": "ok",
                       "headers": {"Set-Cookie": ["a=1", "b=2", "c=3"], "Content-Type": "text/plain", "X-One": "x"}}
 
 
 def test_headers_the_controller_recomputes_are_dropped():
-    result = openwhisk.web_result(200, [("Content-Length", "2"), ("Date", "x"), ("Server", "y"), ("Connection", "close"),
+    result = web_result(200, [("Content-Length", "2"), ("Date", "x"), ("Server", "y"), ("Connection", "close"),
                                         ("Transfer-Encoding", "chunked"), ("Content-Type", "text/plain")], b"ok")
     assert result["headers"] == {"Content-Type": "text/plain"}
 
 
 def test_empty_body_has_no_body_field():
-    result = openwhisk.web_result(200, JSON_HEADERS, b"")
+    result = web_result(200, JSON_HEADERS, b"")
     assert result == {"statusCode": 200, "headers": {"Content-Type": "application/json"}}
 
 
@@ -293,7 +301,7 @@ def test_empty_body_has_no_body_field():
                                           "application/x-unknown", "multipart/mixed; boundary=x"])
 def test_binary_bodies_are_strict_base64(content_type):
     data = bytes(range(256)) * 200  # long enough that a MIME encoder would insert newlines
-    body = openwhisk.web_result(200, [("Content-Type", content_type)], data)["body"]
+    body = web_result(200, [("Content-Type", content_type)], data)["body"]
     assert "\n" not in body
     assert base64.b64decode(body, validate=True) == data
 
@@ -301,21 +309,21 @@ def test_binary_bodies_are_strict_base64(content_type):
 @pytest.mark.parametrize("json_body", [b"true", b"1234", b"null", b'"abcd"', b'{"status": "ok"}\n'])
 @pytest.mark.parametrize("content_type", ["application/json", "application/problem+json", "application/hal+json"])
 def test_json_bodies_are_base64_so_the_controller_decodes_them_back(json_body, content_type):
-    body = openwhisk.web_result(200, [("Content-Type", content_type)], json_body)["body"]
+    body = web_result(200, [("Content-Type", content_type)], json_body)["body"]
     assert base64.b64decode(body, validate=True) == json_body
 
 
 def test_text_bodies_are_strings():
-    assert openwhisk.web_result(200, [("Content-Type", "text/html; charset=utf-8")], "<p>☃</p>".encode())["body"] == "<p>☃</p>"
+    assert web_result(200, [("Content-Type", "text/html; charset=utf-8")], "<p>☃</p>".encode())["body"] == "<p>☃</p>"
 
 
 def test_text_in_a_declared_charset_is_decoded():
-    body = openwhisk.web_result(200, [("Content-Type", "text/plain; charset=iso-8859-1")], "café".encode("latin-1"))
+    body = web_result(200, [("Content-Type", "text/plain; charset=iso-8859-1")], "café".encode("latin-1"))
     assert body["body"] == "café"
 
 
 def test_invalid_text_is_replaced_and_logged(capsys):
-    body = openwhisk.web_result(200, [("Content-Type", "text/plain")], b"ok \xff")["body"]
+    body = web_result(200, [("Content-Type", "text/plain")], b"ok \xff")["body"]
     assert body == "ok \ufffd"
     assert "not valid utf-8" in capsys.readouterr().err
 
@@ -325,7 +333,7 @@ def test_invalid_text_is_replaced_and_logged(capsys):
     ("deflate", lambda data: zlib.compress(data)[2:-4]),  # raw deflate
 ])
 def test_compressed_text_is_decompressed(encoding, compress):
-    result = openwhisk.web_result(200, [("Content-Type", "text/csv"), ("Content-Encoding", encoding)],
+    result = web_result(200, [("Content-Type", "text/csv"), ("Content-Encoding", encoding)],
                                   compress(b"a,b\n1,2\n"))
     assert result["body"] == "a,b\n1,2\n"
     assert "Content-Encoding" not in result["headers"]
@@ -334,47 +342,47 @@ def test_compressed_text_is_decompressed(encoding, compress):
 def test_compressed_binary_and_json_keep_their_encoding():
     for content_type in ("image/png", "application/json"):
         data = gzip.compress(b"{}")
-        result = openwhisk.web_result(200, [("Content-Type", content_type), ("Content-Encoding", "gzip")], data)
+        result = web_result(200, [("Content-Type", content_type), ("Content-Encoding", "gzip")], data)
         assert result["headers"]["Content-Encoding"] == "gzip"
         assert base64.b64decode(result["body"]) == data
 
 
 def test_text_in_an_unknown_encoding_is_an_error():
-    result = openwhisk.web_result(200, [("Content-Type", "text/plain"), ("Content-Encoding", "br")], b"\x0b\x01")
+    result = web_result(200, [("Content-Type", "text/plain"), ("Content-Encoding", "br")], b"\x0b\x01")
     assert result["statusCode"] == 502
     assert "br" in json.loads(base64.b64decode(result["body"]).decode())["error"]
 
 
 def test_body_without_content_type():
-    assert openwhisk.web_result(200, [], b"plain")["body"] == "plain"
-    result = openwhisk.web_result(200, [], b"\xff\xfe")
+    assert web_result(200, [], b"plain")["body"] == "plain"
+    result = web_result(200, [], b"\xff\xfe")
     assert result["headers"]["Content-Type"] == "application/octet-stream"
     assert base64.b64decode(result["body"]) == b"\xff\xfe"
 
 
 def test_result_over_the_limit_becomes_a_413():
-    result = openwhisk.web_result(200, [("Content-Type", "image/png")], b"x" * 3000)
+    result = web_result(200, [("Content-Type", "image/png")], b"x" * 3000)
     assert len(openwhisk.encode_result(result, 10000)) < 10000
     replaced = json.loads(openwhisk.encode_result(result, 3000).decode("utf-8"))
     assert replaced["statusCode"] == 413
     message = json.loads(base64.b64decode(replaced["body"]).decode("utf-8"))["error"]
     assert "over the result limit of 3000 bytes" in message
-    assert openwhisk.RESULT_LIMIT_ENV in message
+    assert openwhisk.runtime.RESULT_LIMIT_ENV in message
 
 
 def test_unicode_results_are_measured_in_bytes():
-    result = openwhisk.web_result(200, [("Content-Type", "text/plain")], "☃".encode("utf-8") * 100)
+    result = web_result(200, [("Content-Type", "text/plain")], "☃".encode("utf-8") * 100)
     encoded = openwhisk.encode_result(result, 10000)
     assert "☃" in encoded.decode("utf-8")
     assert json.loads(openwhisk.encode_result(result, 300).decode("utf-8"))["statusCode"] == 413
 
 
 def test_identity_encoding_is_plain_text():
-    result = openwhisk.web_result(200, [("Content-Type", "text/plain"), ("Content-Encoding", "identity")], b"as is")
+    result = web_result(200, [("Content-Type", "text/plain"), ("Content-Encoding", "identity")], b"as is")
     assert result["body"] == "as is"
 
 
 def test_text_that_decodes_to_lone_surrogates_is_replaced(capsys):
-    result = openwhisk.web_result(200, [("Content-Type", "text/plain; charset=utf-7")], b"+2AA-")
+    result = web_result(200, [("Content-Type", "text/plain; charset=utf-7")], b"+2AA-")
     result["body"].encode("utf-8")
     assert "undecodable bytes were replaced" in capsys.readouterr().err

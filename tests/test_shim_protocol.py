@@ -91,9 +91,12 @@ def test_a_model_that_fails_to_load_is_reported_by_init_and_run(fresh_shim):
     shim = fresh_shim(env={"TEST_MODEL_FAIL_TO_LOAD": "1"})
     status, reply = shim.init()
     assert status == 502
-    assert "failed to load" in reply["error"] and "weights not found" in reply["error"]
+    assert "failed to load (RuntimeError)" in reply["error"] and "logs" in reply["error"]
     status, reply = shim.run(raw_params())
     assert status == 502
+    # Exception texts can carry secrets: only the logs have the text.
+    assert "s3cret-password" not in json.dumps(reply)
+    assert "weights not found" in shim.stderr()
     assert shim.wait_for_log_lines("stdout", SENTINEL, 2).count(SENTINEL) == 2
 
 
@@ -250,12 +253,28 @@ def test_oversized_run_body_is_refused_and_the_shim_keeps_serving(fresh_shim):
     assert shim.run(raw_params(method="get", path="/model/metadata"))[1]["statusCode"] == 200
 
 
-def test_run_without_content_length_is_refused(shim):
+def send_raw(shim, data):
     connection = socket.create_connection(("127.0.0.1", shim.port))
-    connection.sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
-    reply = connection.recv(65536).decode("latin-1")
+    connection.sendall(data)
+    chunks = []
+    while True:  # the shim closes the connection after its answer
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
     connection.close()
+    return b"".join(chunks).decode("latin-1")
+
+
+def test_run_without_content_length_is_refused(shim):
+    reply = send_raw(shim, b"POST /run HTTP/1.1\r\nHost: x\r\n\r\n{}")
     assert reply.startswith("HTTP/1.1 411")
+    assert shim.run(raw_params(method="get", path="/model/metadata"))[0] == 200
+
+
+def test_a_chunked_run_body_is_read(shim):
+    reply = send_raw(shim, b"POST /run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    assert reply.startswith("HTTP/1.1 400") and "must be a JSON object" in reply
     assert shim.run(raw_params(method="get", path="/model/metadata"))[0] == 200
 
 
@@ -345,3 +364,19 @@ def test_port_flag_and_busy_port(fresh_shim):
     shim = fresh_shim()
     with pytest.raises(RuntimeError, match="cannot listen"):
         Shim(ECHO_APP, args=["--port", str(shim.port)])
+
+
+@pytest.mark.parametrize("bad_value", ["\ud800", "a\x00b"])
+def test_a_bad_metadata_value_is_a_400_and_leaves_no_key_behind(fresh_shim, bad_value):
+    shim = fresh_shim()
+    shim.init()
+    # The API key comes before the bad value, so a half-done export would have set it already.
+    status, reply = shim.post_json("/run", {"value": {}, "api_key": "SECRET", "transaction_id": bad_value})
+    assert status == 400, reply
+    assert "transaction_id" in reply["error"] and "SECRET" not in reply["error"]
+    status, result = shim.run(raw_params(method="get", path="/echo"), api_key="NEXT")
+    seen = json_body(result)
+    assert seen["ow_env"]["__OW_API_KEY"] == "NEXT"
+    assert "__OW_TRANSACTION_ID" in seen["ow_env"]
+    status, result = shim.post_json("/run", {"value": raw_params(method="get", path="/echo")})
+    assert "__OW_API_KEY" not in json_body(result)["ow_env"]
