@@ -67,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if platform not in PLATFORMS:
         runtime.log("error: %s=%r is not a platform; use one of %s" % (PLATFORM_ENV, platform, ", ".join(PLATFORMS)))
         sys.exit(2)
-    runtime.log("serverless-max %s on %s (%s); loading the model from %s"
+    runtime.log("version %s, serving %s (%s); loading the model from %s"
                 % (__version__, platform, reason, os.path.abspath(options.app_dir)))
     model, load_error = runtime.load_model(options.app_dir)
     if platform == "openwhisk":

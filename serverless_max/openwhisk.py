@@ -496,6 +496,8 @@ def run(model: Optional[ModelApp], load_error: Optional[str], options: Any) -> N
                                  options.result_limit or DEFAULT_RESULT_LIMIT, concurrent)
     ProxyHandler.request_limit = options.request_limit or runtime.byte_limit(runtime.REQUEST_LIMIT_ENV,
                                                                              DEFAULT_REQUEST_LIMIT)
+    # The invoker sends each request whole, at once: a peer that takes longer is stalled.
+    ProxyHandler.read_seconds = runtime.seconds_setting(runtime.READ_SECONDS_ENV, 10.0)
     port = options.port or DEFAULT_PORT
     try:
         server = (ThreadingServer if concurrent else Server)((options.host, port), ProxyHandler)

@@ -20,6 +20,7 @@ DEFAULT_PATH_ENV = "SERVERLESS_MAX_DEFAULT_PATH"
 RESULT_LIMIT_ENV = "SERVERLESS_MAX_RESULT_LIMIT"
 REQUEST_LIMIT_ENV = "SERVERLESS_MAX_REQUEST_LIMIT"
 SCRIPT_NAME_ENV = "SERVERLESS_MAX_SCRIPT_NAME"
+READ_SECONDS_ENV = "SERVERLESS_MAX_READ_SECONDS"
 
 _TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -155,16 +156,23 @@ class ModelApp(object):
 
     def respond(self, request: Request) -> Response:
         """The app's response, or a JSON error: 500 when the app raises, 502 when it answers
-        something HTTP cannot carry. Never raises for anything the app does."""
+        something HTTP cannot carry. Never raises for anything the app does.
+
+        It takes the request's body (``request.body`` is empty afterwards); the caller must keep
+        no other reference to it.
+        """
         environ = wsgi_environ(request)
+        # The body now lives in wsgi.input alone. An exception inside the app keeps every frame
+        # below it, ours and the platform's included, alive through reference cycles until the
+        # cyclic collector runs: nothing there may hold the body, and wsgi.input is closed after
+        # the call, so a failing request frees its body at once, as a succeeding one does.
+        request.body = b""
         try:
             response = self._call(environ)
         except Exception:
             traceback.print_exc()
             return error_response(500, "the model app failed while answering; see the logs")
         finally:
-            # A failing request's traceback keeps its environ alive through reference cycles until
-            # the cyclic collector runs: release the body now, whatever still points at it.
             environ["wsgi.input"].close()
         for name, value in response.headers:
             if not _valid_header(name, value):
@@ -253,14 +261,23 @@ def load_model(app_dir: str) -> Tuple[Optional[ModelApp], Optional[str]]:
 
 def byte_limit(env_name: str, default: int) -> int:
     """A limit in bytes: the environment variable when it holds a positive number, else the default."""
+    return int(_positive_setting(env_name, default, int, "a number of bytes"))
+
+
+def seconds_setting(env_name: str, default: float) -> float:
+    """A duration: the environment variable when it holds a positive number of seconds, else the default."""
+    return _positive_setting(env_name, default, float, "a number of seconds")
+
+
+def _positive_setting(env_name: str, default: Any, kind: Callable[[str], Any], what: str) -> Any:
     value = os.environ.get(env_name)
     if not value:
         return default
     try:
-        limit = int(value)
+        number = kind(value)
     except ValueError:
-        limit = 0
-    if limit <= 0:
-        log("warning: %s=%r is not a number of bytes; using %d" % (env_name, value, default))
+        number = 0
+    if not number > 0:
+        log("warning: %s=%r is not %s; using %s" % (env_name, value, what, default))
         return default
-    return limit
+    return number

@@ -80,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
     request_limit = 64 * 1024 * 1024
 
     def setup(self) -> None:
-        self.timeout = self.read_seconds  # each read, as a backstop to the whole-request deadline
+        self.timeout = self.read_seconds + 5  # each read: a backstop, should the deadline's watchdog lag
         BaseHTTPRequestHandler.setup(self)
         self.server.deadlines.watch(self.connection, self.read_seconds)
 
@@ -94,6 +94,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def read_body(self) -> bytes:
         """The whole body, by Content-Length or chunked; BodyError or CutOff when it cannot be had."""
+        try:
+            return self._read_body()
+        except (OSError, ValueError):  # a reset, a timeout, or a read after the deadline closed the socket
+            raise CutOff()
+
+    def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").strip().lower() == "chunked":
             return self._read_chunked()
         if self.headers.get("Content-Length") is None:

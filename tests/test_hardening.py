@@ -162,3 +162,30 @@ def test_soak_mixed_activations_answered_and_memory_plateaus():
         assert shim.process.poll() is None
     finally:
         shim.stop()
+
+
+def test_failing_activations_free_their_request_as_succeeding_ones_do():
+    """A large request to a route that fails (500, or Flask's own 405) must not stay in memory
+    until the cyclic garbage collector happens to run: in a 256 MB action that is an OOM kill."""
+    shim = Shim(ECHO_APP)
+    try:
+        shim.init()
+        boundary = "memoryboundary"
+        upload = (("--%s\r\nContent-Disposition: form-data; name=\"image\"; filename=\"i.png\"\r\n"
+                   "Content-Type: image/png\r\n\r\n" % boundary).encode() + os.urandom(12 * 1000 * 1000)
+                  + ("\r\n--%s--\r\n" % boundary).encode())
+        headers = {"content-type": "multipart/form-data; boundary=" + boundary}
+        body = base64.b64encode(upload).decode("ascii")
+        del upload
+        after = {}
+        for name, path, code in (("succeeding", "", 200), ("failing", "/fail", 500),
+                                 ("not allowed", "/model/metadata", 405)):
+            for _ in range(6):
+                status, result = shim.run(raw_params(path=path, headers=headers, body=body))
+                assert (status, result["statusCode"]) == (200, code), name
+            after[name] = rss_kib(shim.process.pid)
+        # Each failing activation that kept its request would add 12 MB.
+        assert after["failing"] - after["succeeding"] < 8 * 1024, after
+        assert after["not allowed"] - after["succeeding"] < 8 * 1024, after
+    finally:
+        shim.stop()

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 import pytest
 
@@ -380,3 +381,85 @@ def test_a_bad_metadata_value_is_a_400_and_leaves_no_key_behind(fresh_shim, bad_
     assert "__OW_TRANSACTION_ID" in seen["ow_env"]
     status, result = shim.post_json("/run", {"value": raw_params(method="get", path="/echo")})
     assert "__OW_API_KEY" not in json_body(result)["ow_env"]
+
+
+def test_a_response_header_http_cannot_carry_is_a_502_with_both_sentinels(fresh_shim):
+    shim = fresh_shim()
+    shim.init()
+    status, result = shim.run(raw_params(method="get", path="/bad-header"))
+    assert (status, result["statusCode"]) == (200, 502)
+    assert "X-Undecodable" in json_body(result)["error"]
+    assert shim.wait_for_log_lines("stdout", SENTINEL, 1).count(SENTINEL) == 1
+    assert shim.wait_for_log_lines("stderr", SENTINEL, 1).count(SENTINEL) == 1
+    assert shim.run(raw_params(method="get", path="/model/metadata"))[1]["statusCode"] == 200
+
+
+@pytest.mark.parametrize("params", [
+    raw_params(method="get", path="/echo", query="q=\ud800"),
+    raw_params(method="get", path="/echo", headers={"x-odd": "\ud800"}),
+    raw_params(method="get", path="/echo/\ud800"),
+])
+def test_lone_surrogates_in_the_request_are_a_400_not_an_app_failure(shim, params):
+    status, result = shim.run(params)
+    assert (status, result["statusCode"]) == (200, 400)
+    assert "surrogate" in json_body(result)["error"]
+
+
+@pytest.mark.parametrize("env", [{"A=B": "x"}, {"A\x00": "x"}, {"A": "x\x00y"}, {"A": "\ud800"}, {"\ud800": "x"}])
+def test_init_env_the_environment_cannot_hold_is_a_400(fresh_shim, env):
+    shim = fresh_shim()
+    status, reply = shim.post_json("/init", {"value": {"env": env}})
+    assert status == 400 and "cannot be set" in reply["error"]
+    assert shim.init()[0] == 200  # nothing was set: /init can be retried
+
+
+def test_a_stalled_connection_holds_the_action_only_until_the_read_deadline(fresh_shim):
+    shim = fresh_shim(env={"SERVERLESS_MAX_READ_SECONDS": "1"})
+    shim.init()
+    silent = socket.create_connection(("127.0.0.1", shim.port))
+    trickling = socket.create_connection(("127.0.0.1", shim.port))
+    trickling.sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    try:
+        started = time.time()
+        # Served one connection at a time: this waits for both stalled ones to be cut off.
+        status, result = shim.run(raw_params(method="get", path="/model/metadata"))
+        assert (status, result["statusCode"]) == (200, 200)
+        assert time.time() - started < 30  # the per-read timeout alone held it 60 s per connection
+        for _ in range(5):  # a byte now and then does not extend the deadline
+            try:
+                trickling.sendall(b" ")
+            except OSError:
+                break
+            time.sleep(0.3)
+        assert trickling.recv(100) == b""  # cut off without an answer: there was no whole request
+    finally:
+        silent.close()
+        trickling.close()
+    # The /run that was cut off still ends its activation's logs.
+    assert "cut off" in shim.wait_for_log_lines("stderr", "cut off", 1)
+    assert shim.wait_for_log_lines("stdout", SENTINEL, 2).count(SENTINEL) == 2
+
+
+def test_hundreds_of_simultaneous_runs_are_all_answered(fresh_shim):
+    shim = fresh_shim(env={"__OW_ALLOW_CONCURRENT": "true"})
+    shim.init()
+    body = json.dumps(run_payload(raw_params(method="get", path="/model/metadata"))).encode("utf-8")
+    request = b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    connections = [socket.create_connection(("127.0.0.1", shim.port)) for _ in range(500)]
+    statuses = []
+    try:
+        for connection in connections:
+            connection.sendall(request)
+        for connection in connections:
+            connection.settimeout(60)
+            reply = b""
+            while True:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            statuses.append(reply.split(b" ", 2)[1] if reply else b"reset")
+    finally:
+        for connection in connections:
+            connection.close()
+    assert statuses == [b"200"] * 500

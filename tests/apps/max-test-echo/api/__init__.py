@@ -69,6 +69,13 @@ def register_test_routes(app):
     def fail():
         raise ValueError('the model crashed')
 
+    @app.route('/bad-header', methods=['GET'])
+    def bad_header():
+        """A header value holding a byte decoded with surrogateescape: no HTTP response can carry it."""
+        response = Response('{}', mimetype='application/json')
+        response.headers['X-Undecodable'] = b'caf\xe9'.decode('utf-8', 'surrogateescape')
+        return response
+
     @app.route('/log', methods=['POST'])
     def log_lines():
         print('to stdout: ' + request.get_data(as_text=True))
