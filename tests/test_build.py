@@ -508,8 +508,36 @@ def test_catalogue_entries_are_complete_and_usable_by_build_sh() -> None:
         assert isinstance(entry["timeout_ms"], int) and 1000 <= entry["timeout_ms"] <= 600000
         assert entry["sample_curl"].startswith("curl ") and "$ACTION_URL" in entry["sample_curl"]
         assert entry["verified"] in ("tests", "documented")
+        routes = entry["routes"]
+        assert re.match(r"^(GET|POST) /model/predict$", routes["predict"])
+        assert routes["metadata"] == "GET /model/metadata"
+        assert routes.get("labels", "GET /model/labels") == "GET /model/labels"
+        assert all(re.match(r"^(GET|POST) /", extra) for extra in routes["extras"])
+        if entry["verified"] == "documented":
+            assert entry["base_image"] == "%s/%s:latest" % (DEFAULT_BASE_REPO, entry["name"])
+            assert entry["api_source"] is None or entry["api_source"].startswith("IBM/MAX-")
+        if "result_size" in entry:
+            result_size = entry["result_size"]
+            assert result_size["over_default_limit"] is True
+            assert result_size["why"] and result_size["input_under_limit"]
+            assert "SERVERLESS_MAX_RESULT_LIMIT" in result_size["raise"]
+            assert "whisk.activation.payload.max" in result_size["raise"]
     for seed in SEED_MODELS:
         assert seed in names
+    marked = {entry["name"] for entry in entries if "result_size" in entry}
+    assert {"max-image-resolution-enhancer", "max-image-segmenter"} <= marked
+
+
+def test_catalogue_routes_of_the_examples_are_the_ones_their_samples_reach() -> None:
+    entries = {entry["name"]: entry for entry in load_catalogue()["models"] if entry["verified"] == "tests"}
+    for model_dir in example_model_dirs():
+        entry = entries[os.path.basename(model_dir)]
+        answered = {"%s %s" % (sample.method, sample.path) for sample in load_samples(model_dir)
+                    if 200 <= int(sample.expect.get("status", 200)) < 300}
+        routes = [entry["routes"]["predict"], entry["routes"]["metadata"]] + \
+            [entry["routes"][key] for key in ("labels",) if key in entry["routes"]]
+        for route in routes:
+            assert route in answered, (entry["name"], route, sorted(answered))
 
 
 def test_catalogue_marks_exactly_the_tested_examples() -> None:
@@ -649,7 +677,7 @@ def registry() -> str:
 
 
 def build_base_image(model_dir: str, context_root: str) -> str:
-    """codait/<model>:latest, laid out as MAX images are, built from the example's directory."""
+    """quay.io/codait/<model>:latest, laid out as MAX images are, built from the example's directory."""
     model = os.path.basename(model_dir)
     context = os.path.join(context_root, model)
     os.mkdir(context)
@@ -659,7 +687,7 @@ def build_base_image(model_dir: str, context_root: str) -> str:
     # Only this test image carries the host's CA bundle: PyPI is behind a TLS-intercepting proxy here.
     shutil.copy(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt",
                 os.path.join(context, "ca-bundle.crt"))
-    image = "codait/%s:latest" % model
+    image = "%s/%s:latest" % (DEFAULT_BASE_REPO, model)
     target_stage = "max-image-nonroot" if model == NONROOT_MODEL else "max-image"
     docker("build", "--quiet", "--target", target_stage, "--tag", image, "--file", BASE_DOCKERFILE, context)
     return image
@@ -714,18 +742,20 @@ def test_build_reports_progress_summary_and_next_steps(built: Built) -> None:
     output = built.run.stdout
     models = sorted(built.images)
     for index, model in enumerate(models, 1):
-        assert "[%d/%d] %s: building %s from codait/%s:latest" % (
-            index, len(models), model, built.images[model], model) in output
+        assert "[%d/%d] %s: building %s from %s/%s:latest" % (
+            index, len(models), model, built.images[model], DEFAULT_BASE_REPO, model) in output
         assert "[%d/%d] %s: pushing" % (index, len(models), model) in output
     rows = summary_rows(output)
     catalogue = {entry["name"]: entry for entry in load_catalogue()["models"]}
-    steps = next_steps(output)
+    printed = deploy_commands(output)
+    assert sorted(printed) == sorted(DEPLOY_PLATFORMS)
     for model, image in built.images.items():
         assert rows[model][0] == image
         assert re.match(r"^sha256:[0-9a-f]{64}$", rows[model][2]), rows[model]
         assert int(rows[model][1]) >= 0
-        assert steps[model] == ["wsk", "action", "create", model, "--docker", image, "--web", "raw",
-                                "-m", str(catalogue[model]["memory_mb"]), "-t", str(catalogue[model]["timeout_ms"])]
+        expected = expected_deploy_commands(model, image, catalogue[model]["memory_mb"], catalogue[model]["timeout_ms"])
+        for platform, command in expected.items():
+            assert printed[platform][image] == command
 
 
 def test_registry_holds_each_image_with_its_tag_digest_and_labels(registry: str, built: Built) -> None:
@@ -742,7 +772,10 @@ def test_registry_holds_each_image_with_its_tag_digest_and_labels(registry: str,
         labels = config["Labels"]
         assert labels["org.opencontainers.image.title"] == model
         assert labels["org.opencontainers.image.version"] == shim_version()
-        assert labels["org.opencontainers.image.base.name"] == "codait/%s:latest" % model
+        assert labels["org.opencontainers.image.base.name"] == "%s/%s:latest" % (DEFAULT_BASE_REPO, model)
+        # A base built locally has no registry digest, so none is claimed.
+        assert "org.opencontainers.image.base.digest" not in labels
+        assert "AWS Lambda" in labels["org.opencontainers.image.description"]
         assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", labels["org.opencontainers.image.created"])
         assert labels["org.opencontainers.image.revision"]
@@ -915,6 +948,43 @@ def local_base_template(registry: str, base_images: Dict[str, str]) -> Iterator[
         docker("tag", image, tag)
     yield template
     docker("rmi", *tags + [FAILURE_TEST_IMAGE], check=False)
+
+
+def image_labels(image: str) -> Dict[str, str]:
+    return json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image))
+
+
+def test_the_base_digest_is_recorded_when_the_engine_knows_it(registry: str, local_base_template: str) -> None:
+    model = "max-example-digit-classifier"
+    base = local_base_template.replace("{model}", model)
+    docker("push", base)  # now the engine holds the base's registry digest
+    repository = base.rsplit(":", 1)[0]
+    digests = json.loads(docker("image", "inspect", "--format", "{{json .RepoDigests}}", base))
+    (base_digest,) = [entry.split("@", 1)[1] for entry in digests if entry.split("@", 1)[0] == repository]
+    built_images = []
+    try:
+        for tag, template in (("base-by-tag", local_base_template), ("base-by-digest", repository.replace(
+                model, "{model}") + "@" + base_digest)):
+            result = run_build(env={"MODELS": model, "PUSH": "0", "TAG": tag, "BASE_IMAGE_TEMPLATE": template})
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            image = "%s:%s" % (model, tag)
+            built_images.append(image)
+            labels = image_labels(image)
+            assert labels["org.opencontainers.image.base.digest"] == base_digest, tag
+            assert labels["org.opencontainers.image.base.name"] == template.replace("{model}", model)
+    finally:
+        docker("rmi", *built_images, check=False)
+
+
+def test_the_image_holds_the_runtime_beside_app_py(pulled: Dict[str, str]) -> None:
+    package = os.path.isdir(os.path.join(ROOT, "serverless_max"))
+    for image in pulled.values():
+        listing = docker("run", "--rm", "--entrypoint", "ls", image, "-A").split()
+        assert "app.py" in listing and "openwhisk.py" in listing, (image, listing)
+        if package:
+            files = docker("run", "--rm", "--entrypoint", "find", image, "serverless_max").split()
+            assert "serverless_max/__init__.py" in files, (image, files)
+            assert not any("__pycache__" in name or name.endswith(".pyc") for name in files), files
 
 
 def test_one_failing_model_does_not_stop_the_others(local_base_template: str) -> None:
