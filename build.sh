@@ -477,6 +477,18 @@ clamp() {
   printf '%s' "$value"
 }
 
+# Prints the CPUs Cloud Run requires for that much memory (MiB), or nothing when its default does.
+cloudrun_cpu() {
+  local memory_mb="$1" row cpu above
+  for row in "8 24576" "6 16384" "4 8192" "2 4096"; do
+    read -r cpu above <<<"$row"
+    if ((memory_mb > above)); then
+      printf '%s' "$cpu"
+      return 0
+    fi
+  done
+}
+
 CE_CPU=""
 CE_MEMORY=""
 # Sets CE_CPU and CE_MEMORY to the smallest CPU/memory pair Code Engine accepts that holds MB.
@@ -492,7 +504,7 @@ declare -A DEPLOY_COMMANDS=()
 
 # Records each platform's deploy command for a built image.
 add_deploy_commands() {
-  local model="$1" image="$2" seconds platform name memory timeout command
+  local model="$1" image="$2" seconds platform name memory timeout command cpu
   read_limits "$model"
   seconds=$(((TIMEOUT_MS + 999) / 1000))
   for platform in "${DEPLOY_PLATFORMS[@]}"; do
@@ -505,6 +517,8 @@ add_deploy_commands() {
         memory="$(clamp "$MEMORY_MB" 128 32768)"
         timeout="$(clamp "$seconds" 1 3600)"
         command="gcloud run deploy $name --image $image --port $CONTAINER_PORT --memory ${memory}Mi --timeout $timeout"
+        cpu="$(cloudrun_cpu "$memory")"
+        if [[ -n "$cpu" ]]; then command+=" --cpu $cpu"; fi
         ;;
       knative)
         name="$(platform_name "$model" 63)"

@@ -381,7 +381,9 @@ def expected_deploy_commands(model: str, image: str, memory_mb: int, timeout_ms:
         "openwhisk": ["wsk", "action", "create", model, "--docker", image, "--web", "raw",
                       "-m", str(memory_mb), "-t", str(timeout_ms)],
         "cloudrun": ["gcloud", "run", "deploy", name, "--image", image, "--port", "8080",
-                     "--memory", "%dMi" % min(max(memory_mb, 128), 32768), "--timeout", str(min(seconds, 3600))],
+                     "--memory", "%dMi" % min(max(memory_mb, 128), 32768), "--timeout", str(min(seconds, 3600))]
+        + next((["--cpu", cpu] for cpu, above in [("8", 24576), ("6", 16384), ("4", 8192), ("2", 4096)]
+                if memory_mb > above), []),
         "knative": ["kn", "service", "create", name, "--image", image, "--port", "8080",
                     "--limit", "memory=%dMi" % memory_mb, "--timeout", str(min(seconds, 600))],
         "lambda": ["aws", "lambda", "create-function", "--function-name", name, "--package-type", "Image",
@@ -448,6 +450,8 @@ def test_limits_are_converted_to_each_platforms_units_and_bounds(tmp_path: Any) 
         image = "me/%s:t1" % model
         for platform, command in expected_deploy_commands(model, image, memory, timeout).items():
             assert printed[platform][image] == command, (platform, model)
+    assert option_values(printed["cloudrun"]["me/max-huge-model:t1"], "--cpu") == ["6"]
+    assert option_values(printed["cloudrun"]["me/max-mid-model:t1"], "--cpu") == []
     huge = printed["lambda"]["me/max-huge-model:t1"]
     assert option_values(huge, "--memory-size") == ["10240"] and option_values(huge, "--timeout") == ["900"]
     codeengine_name = option_values(printed["codeengine"]["me/max-chinese-phonetic-similarity-estimator:t1"], "--name")
