@@ -85,6 +85,7 @@ usage_error() {
 # Rewrites the yes/no setting named $1 (1/0, true/false, yes/no, on/off) to 1 or 0.
 normalise_flag() {
   local name="$1" value="${!1}"
+  check_length "$name" "$value" "$MAX_VALUE_LENGTH"
   case "$value" in
     1 | true | yes | on) printf -v "$name" 1 ;;
     0 | false | no | off | "") printf -v "$name" 0 ;;
@@ -134,7 +135,7 @@ parse_args() {
     if [[ "$option" == --*=* ]]; then
       value="${option#*=}"
       option="${option%%=*}"
-      [[ "$option" =~ $VALUE_OPTIONS_RE ]] || usage_error "$option takes no value (see --help)"
+      [[ "$option" =~ $VALUE_OPTIONS_RE ]] || usage_error "${option:0:60} takes no value (see --help)"
     elif [[ "$option" =~ $VALUE_OPTIONS_RE ]]; then
       (($# >= 2)) || usage_error "$option needs a value (see --help)"
       value="$2"
@@ -158,7 +159,7 @@ parse_args() {
         usage
         exit 0
         ;;
-      *) usage_error "unknown option '$option' (see --help)" ;;
+      *) usage_error "unknown option '${option:0:60}' (see --help)" ;;
     esac
     shift
   done
@@ -249,9 +250,10 @@ validate_inputs() {
   normalise_flag DRY_RUN
   validate_models
 
+  check_length ENGINE "$ENGINE" "$MAX_VALUE_LENGTH"
   case "$ENGINE" in
     docker | podman) ;;
-    *) usage_error "ENGINE must be docker or podman, not '${ENGINE:0:40}'" ;;
+    *) usage_error "ENGINE must be docker or podman, not '$ENGINE'" ;;
   esac
   validate_registry
   if [[ -n "$USERNAME" ]]; then

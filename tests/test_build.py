@@ -182,6 +182,9 @@ ABSURD = "a" * 100000
     ("BASE_IMAGE_TEMPLATE", "quay.io/" + ABSURD + "/{model}"),
     ("PLATFORMS", ",".join(["linux/amd64"] * 10000)),
     ("PLATFORM", ",".join(["lambda"] * 10000)),
+    ("PUSH", ABSURD),
+    ("FAIL_FAST", ABSURD),
+    ("ENGINE", ABSURD),
 ])
 def test_values_of_absurd_length_are_refused_in_one_short_line(variable: str, value: str) -> None:
     env = {"MODELS": "max-a", "USERNAME": "me"}
@@ -189,6 +192,13 @@ def test_values_of_absurd_length_are_refused_in_one_short_line(variable: str, va
     result = run_build("--dry-run", env=env)
     assert_usage_error(result, "characters long")
     assert len(result.stderr) < 300
+
+
+def test_an_absurdly_long_option_is_named_in_one_short_line() -> None:
+    for args in (["--" + ABSURD], ["--" + ABSURD + "=1"], ["--dry-run=" + ABSURD]):
+        result = run_build(*args, env={"MODELS": "max-a", "USERNAME": "me"})
+        assert_usage_error(result)
+        assert len(result.stderr) < 300
 
 
 def test_a_long_image_name_is_refused_though_each_part_is_valid() -> None:
