@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds IBM MAX model images into Apache OpenWhisk Docker actions (Dockerfile + openwhisk.py
-# beside this script) and pushes them to a registry. Run with --help for the interface.
+# Builds IBM MAX model images into serverless images (Dockerfile, openwhisk.py and serverless_max/
+# beside this script) that serve the model's own API on Apache OpenWhisk, Knative, Cloud Run,
+# Code Engine and AWS Lambda, and pushes them to a registry. Run with --help for the interface.
 set -Eeuo pipefail
+shopt -s inherit_errexit # a failure inside $(...) fails the assignment that holds it
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly ROOT_DIR
@@ -11,27 +13,34 @@ readonly CATALOGUE="$ROOT_DIR/examples/catalogue.json"
 readonly DEFAULT_MEMORY_MB=512
 readonly DEFAULT_TIMEOUT_MS=60000
 readonly EXIT_USAGE=2
+readonly CONTAINER_PORT=8080
+readonly ALL_PLATFORMS="openwhisk cloudrun knative lambda codeengine"
 
 # Shapes accepted for each input; nothing else ever reaches a command line.
 readonly MODEL_RE='^max-[a-z0-9]+([._-][a-z0-9]+)*$'
 readonly PATH_COMPONENT='[a-z0-9]+([._-][a-z0-9]+)*'
 readonly NAMESPACE_RE="^${PATH_COMPONENT}(/${PATH_COMPONENT})*$"
-readonly HOST_RE='^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$'
+readonly HOST_RE='^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:([0-9]{1,5}))?$'
 readonly TAG_RE='^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'
 readonly REPOSITORY="([A-Za-z0-9.-]+(:[0-9]{1,5})?/)?${PATH_COMPONENT}(/${PATH_COMPONENT})*"
 readonly REPOSITORY_RE="^${REPOSITORY}$"
-readonly IMAGE_REF_RE="^${REPOSITORY}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+readonly IMAGE_REF_RE="^(${REPOSITORY})(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
 readonly TEMPLATE_RE='^[A-Za-z0-9._/:@{}-]+$'
 readonly PLATFORMS_RE='^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?(,[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?)*$'
+# Longest accepted values: a registry reference is at most 255 characters long, and a list of
+# models this long is far beyond any real build.
+readonly MAX_VALUE_LENGTH=255
+readonly MAX_MODELS_LENGTH=4096
 
 usage() {
   cat <<EOF
 Usage: MODELS="max-a max-b" USERNAME=me ./build.sh [options]
 
-Builds each IBM MAX model image into an Apache OpenWhisk Docker action image (the model image
-plus openwhisk.py, serving the action protocol on port 8080), pushes it and prints the
-'wsk action create' command for it. Every option can also be given as the environment
-variable in capitals beside it; an option wins over the variable.
+Builds each IBM MAX model image into a serverless image (the model image plus openwhisk.py and
+serverless_max/, serving the model's own API on port ${CONTAINER_PORT} for Apache OpenWhisk,
+Knative, Cloud Run, Code Engine and AWS Lambda), pushes it and prints the command that deploys
+it on each platform. Every option can also be given as the environment variable in capitals
+beside it; an option wins over the variable.
 
   -m, --models LIST        MODELS               MAX model names, space or comma separated
                                                  (e.g. "max-facial-emotion-classifier max-object-detector")
@@ -40,50 +49,66 @@ variable in capitals beside it; an option wins over the variable.
                                                  e.g. localhost:5000 -> localhost:5000/NAME/MODEL:TAG
   -t, --tag TAG            TAG                  image tag (default: <shim version>-<UTC date>,
                                                  e.g. 1.0.0-20250101; 'latest' only when asked for)
-      --base-repo REPO     BASE_REPO            where the MAX images live (default: codait,
-                                                 e.g. quay.io/codait)
+      --base-repo REPO     BASE_REPO            where the MAX images live (default: quay.io/codait;
+                                                 'codait' for the old Docker Hub copies)
       --base-image TMPL    BASE_IMAGE_TEMPLATE  base image with {model} in it (default:
-                                                 BASE_REPO/{model}:latest, e.g. 'myreg/{model}:v2')
+                                                 BASE_REPO/{model}:latest, e.g. 'myreg/{model}:v2'
+                                                 or 'quay.io/codait/{model}@sha256:<digest>')
       --push | --no-push   PUSH=1|0             push after building (default: 1)
       --platforms LIST     PLATFORMS            e.g. linux/amd64,linux/arm64: one multi-platform
                                                  image through 'docker buildx' (pushes; docker only)
+      --platform NAMES     PLATFORM             whose deploy commands to print: all (default) or
+                                                 some of openwhisk,cloudrun,knative,lambda,codeengine
       --engine NAME        ENGINE               docker (default) or podman
       --fail-fast          FAIL_FAST=1          stop at the first model that fails
       --dry-run            DRY_RUN=1            validate, then print every command instead of
                                                  running it (skips the engine and login checks)
   -h, --help                                    show this help
 
-Memory and timeout in the printed 'wsk action create' come from examples/catalogue.json;
-a model it does not list gets ${DEFAULT_MEMORY_MB} MB and ${DEFAULT_TIMEOUT_MS} ms.
+Memory and timeout in the printed deploy commands come from examples/catalogue.json,
+converted to each platform's units and bounds; a model it does not list gets
+${DEFAULT_MEMORY_MB} MB and ${DEFAULT_TIMEOUT_MS} ms.
 Exit codes: 0 all built, 1 a model failed, 2 invalid input or environment (nothing was run).
 EOF
 }
 
 say() { printf '%s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
-# Every usage or environment problem is one line on stderr and exit code 2.
+# Every usage or environment problem is one line on stderr and exit code 2. It is only ever
+# called from the main shell, never inside $(...), so it always ends the whole run.
 usage_error() {
   local message="$*"
   printf 'error: %s\n' "${message//$'\n'/\\n}" >&2 # a value quoted in it may hold a newline
   exit "$EXIT_USAGE"
 }
 
-# Prints 1 or 0 for a yes/no setting given as 1/0, true/false, yes/no or on/off.
-as_flag() {
-  case "$1" in
-    1 | true | yes | on) printf 1 ;;
-    0 | false | no | off | "") printf 0 ;;
-    *) usage_error "$2 must be 1/0, true/false, yes/no or on/off, not '$1'" ;;
+# Rewrites the yes/no setting named $1 (1/0, true/false, yes/no, on/off) to 1 or 0.
+normalise_flag() {
+  local name="$1" value="${!1}"
+  check_length "$name" "$value" "$MAX_VALUE_LENGTH"
+  case "$value" in
+    1 | true | yes | on) printf -v "$name" 1 ;;
+    0 | false | no | off | "") printf -v "$name" 0 ;;
+    *) usage_error "$name must be 1/0, true/false, yes/no or on/off, not '$value'" ;;
   esac
 }
 
-# Prints a command, shell-quoted; runs it unless this is a dry run.
+# Refuses a value longer than the limit, naming it without echoing it back.
+check_length() {
+  local name="$1" value="$2" limit="$3"
+  ((${#value} <= limit)) ||
+    usage_error "$name is ${#value} characters long; at most $limit are accepted"
+}
+
+LAST_STATUS=0
+# Prints a command, shell-quoted; runs it unless this is a dry run. Its status goes to LAST_STATUS.
 run() {
   printf '+'
   printf ' %q' "$@"
   printf '\n'
+  LAST_STATUS=0
   if ((DRY_RUN)); then return 0; fi
-  "$@"
+  "$@" || LAST_STATUS=$?
 }
 
 # ------------------------------------------------------------------------------------ inputs
@@ -91,15 +116,16 @@ MODELS="${MODELS:-}"
 USERNAME="${USERNAME:-}"
 REGISTRY="${REGISTRY:-}"
 TAG="${TAG:-}"
-BASE_REPO="${BASE_REPO:-codait}"
+BASE_REPO="${BASE_REPO:-quay.io/codait}"
 BASE_IMAGE_TEMPLATE="${BASE_IMAGE_TEMPLATE:-}"
 PUSH="${PUSH:-1}"
 PLATFORMS="${PLATFORMS:-}"
+PLATFORM="${PLATFORM:-all}"
 ENGINE="${ENGINE:-docker}"
 FAIL_FAST="${FAIL_FAST:-0}"
 DRY_RUN="${DRY_RUN:-0}"
 
-readonly VALUE_OPTIONS_RE='^(-m|--models|-u|--username|-r|--registry|-t|--tag|--base-repo|--base-image|--platforms|--engine)$'
+readonly VALUE_OPTIONS_RE='^(-m|--models|-u|--username|-r|--registry|-t|--tag|--base-repo|--base-image|--platforms|--platform|--engine)$'
 
 parse_args() {
   local option value
@@ -109,7 +135,7 @@ parse_args() {
     if [[ "$option" == --*=* ]]; then
       value="${option#*=}"
       option="${option%%=*}"
-      [[ "$option" =~ $VALUE_OPTIONS_RE ]] || usage_error "$option takes no value (see --help)"
+      [[ "$option" =~ $VALUE_OPTIONS_RE ]] || usage_error "${option:0:60} takes no value (see --help)"
     elif [[ "$option" =~ $VALUE_OPTIONS_RE ]]; then
       (($# >= 2)) || usage_error "$option needs a value (see --help)"
       value="$2"
@@ -123,6 +149,7 @@ parse_args() {
       --base-repo) BASE_REPO="$value" ;;
       --base-image) BASE_IMAGE_TEMPLATE="$value" ;;
       --platforms) PLATFORMS="$value" ;;
+      --platform) PLATFORM="$value" ;;
       --engine) ENGINE="$value" ;;
       --push) PUSH=1 ;;
       --no-push) PUSH=0 ;;
@@ -132,34 +159,30 @@ parse_args() {
         usage
         exit 0
         ;;
-      *) usage_error "unknown option '$option' (see --help)" ;;
+      *) usage_error "unknown option '${option:0:60}' (see --help)" ;;
     esac
     shift
   done
 }
 
-shim_version() {
-  local version
-  version="$(sed -n 's/^__version__ = "\([0-9A-Za-z.+-]*\)"$/\1/p' "$ROOT_DIR/serverless_max/__init__.py")"
-  [[ -n "$version" ]] || usage_error "cannot read __version__ from $ROOT_DIR/serverless_max/__init__.py"
-  printf '%s' "$version"
+SHIM_VERSION=""
+read_shim_version() {
+  SHIM_VERSION="$(sed -n 's/^__version__ = "\([0-9A-Za-z.+-]*\)"$/\1/p' "$ROOT_DIR/serverless_max/__init__.py")"
+  [[ -n "$SHIM_VERSION" ]] || usage_error "cannot read __version__ from $ROOT_DIR/serverless_max/__init__.py"
 }
 
 MODEL_LIST=()
+DEPLOY_PLATFORMS=()
 
-validate_inputs() {
-  [[ -f "$ROOT_DIR/Dockerfile" && -f "$ROOT_DIR/openwhisk.py" ]] ||
-    usage_error "Dockerfile and openwhisk.py must sit beside build.sh in $ROOT_DIR"
-  PUSH="$(as_flag "$PUSH" PUSH)"
-  FAIL_FAST="$(as_flag "$FAIL_FAST" FAIL_FAST)"
-  DRY_RUN="$(as_flag "$DRY_RUN" DRY_RUN)"
-
+validate_models() {
   local model known
   local -a requested
+  check_length MODELS "$MODELS" "$MAX_MODELS_LENGTH"
   read -ra requested <<<"${MODELS//[,$'\n\t']/ }"
   ((${#requested[@]})) ||
     usage_error 'no models given: set MODELS="max-facial-emotion-classifier ..." or use --models'
   for model in "${requested[@]}"; do
+    check_length "the model name '${model:0:40}...'" "$model" 128
     [[ "$model" =~ $MODEL_RE ]] ||
       usage_error "'$model' is not a MAX model name: use lowercase letters, digits and . _ - only, starting with max- (e.g. max-object-detector)"
     for known in "${MODEL_LIST[@]}"; do
@@ -167,48 +190,108 @@ validate_inputs() {
     done
     MODEL_LIST+=("$model")
   done
+}
 
+validate_registry() {
+  [[ -n "$REGISTRY" ]] || return 0
+  check_length REGISTRY "$REGISTRY" "$MAX_VALUE_LENGTH"
+  [[ "$REGISTRY" =~ $HOST_RE ]] ||
+    usage_error "REGISTRY '$REGISTRY' is not a registry host[:port] (e.g. localhost:5000 or quay.io)"
+  local port="${BASH_REMATCH[3]}"
+  if [[ -n "$port" ]] && ((10#$port < 1 || 10#$port > 65535)); then
+    usage_error "REGISTRY '$REGISTRY' has port $port; a port is 1 to 65535"
+  fi
+}
+
+validate_base_images() {
+  local model base
+  if [[ -z "$BASE_IMAGE_TEMPLATE" ]]; then
+    check_length BASE_REPO "$BASE_REPO" "$MAX_VALUE_LENGTH"
+    [[ "$BASE_REPO" =~ $REPOSITORY_RE ]] ||
+      usage_error "BASE_REPO '$BASE_REPO' is not an image repository (e.g. quay.io/codait or codait)"
+    BASE_IMAGE_TEMPLATE="$BASE_REPO/{model}:latest"
+  fi
+  check_length BASE_IMAGE_TEMPLATE "$BASE_IMAGE_TEMPLATE" "$MAX_VALUE_LENGTH"
+  [[ "$BASE_IMAGE_TEMPLATE" =~ $TEMPLATE_RE ]] ||
+    usage_error "BASE_IMAGE_TEMPLATE '$BASE_IMAGE_TEMPLATE' may only hold an image reference with {model} in it (e.g. 'myreg/{model}:v2')"
+  [[ "$BASE_IMAGE_TEMPLATE" == *'{model}'* ]] ||
+    usage_error "BASE_IMAGE_TEMPLATE '$BASE_IMAGE_TEMPLATE' has no {model}, so every model would be built from the same image (e.g. 'myreg/{model}:v2')"
+  for model in "${MODEL_LIST[@]}"; do
+    base="$(base_image_of "$model")"
+    [[ "$base" =~ $IMAGE_REF_RE ]] ||
+      usage_error "BASE_IMAGE_TEMPLATE '$BASE_IMAGE_TEMPLATE' gives '$base', which is not an image reference"
+    check_length "the base image of $model" "$base" "$MAX_VALUE_LENGTH"
+  done
+}
+
+validate_deploy_platforms() {
+  local name
+  local -a names
+  check_length PLATFORM "$PLATFORM" "$MAX_VALUE_LENGTH"
+  read -ra names <<<"${PLATFORM//,/ }"
+  ((${#names[@]})) || usage_error "PLATFORM is empty: use all, or some of ${ALL_PLATFORMS// /,}"
+  for name in "${names[@]}"; do
+    if [[ "$name" == all ]]; then
+      read -ra DEPLOY_PLATFORMS <<<"$ALL_PLATFORMS"
+      return 0
+    fi
+    [[ " $ALL_PLATFORMS " == *" $name "* ]] ||
+      usage_error "PLATFORM '$name' is not one of all,${ALL_PLATFORMS// /,}"
+    DEPLOY_PLATFORMS+=("$name")
+  done
+}
+
+validate_inputs() {
+  [[ -f "$ROOT_DIR/Dockerfile" && -f "$ROOT_DIR/openwhisk.py" ]] ||
+    usage_error "Dockerfile and openwhisk.py must sit beside build.sh in $ROOT_DIR"
+  read_shim_version
+  normalise_flag PUSH
+  normalise_flag FAIL_FAST
+  normalise_flag DRY_RUN
+  validate_models
+
+  check_length ENGINE "$ENGINE" "$MAX_VALUE_LENGTH"
   case "$ENGINE" in
     docker | podman) ;;
     *) usage_error "ENGINE must be docker or podman, not '$ENGINE'" ;;
   esac
-  if [[ -n "$REGISTRY" && ! "$REGISTRY" =~ $HOST_RE ]]; then
-    usage_error "REGISTRY '$REGISTRY' is not a registry host[:port] (e.g. localhost:5000 or quay.io)"
-  fi
-  if [[ -n "$USERNAME" && ! "$USERNAME" =~ $NAMESPACE_RE ]]; then
-    usage_error "USERNAME '$USERNAME' is not a registry account name: use lowercase letters, digits and . _ - (e.g. USERNAME=jdoe)"
+  validate_registry
+  if [[ -n "$USERNAME" ]]; then
+    check_length USERNAME "$USERNAME" "$MAX_VALUE_LENGTH"
+    [[ "$USERNAME" =~ $NAMESPACE_RE ]] ||
+      usage_error "USERNAME '$USERNAME' is not a registry account name: use lowercase letters, digits and . _ - (e.g. USERNAME=jdoe)"
   fi
   if ((PUSH)) && [[ -z "$USERNAME" ]]; then
     usage_error "USERNAME is required to push: set USERNAME=<your registry account>, or build only with --no-push"
   fi
 
   if [[ -z "$TAG" ]]; then
-    TAG="$(shim_version)-$(date -u +%Y%m%d)"
+    local today
+    today="$(date -u +%Y%m%d)"
+    TAG="$SHIM_VERSION-$today"
   fi
+  check_length TAG "$TAG" "$MAX_VALUE_LENGTH"
   [[ "$TAG" =~ $TAG_RE ]] ||
     usage_error "TAG '$TAG' is not a valid image tag: letters, digits, _ . - (at most 128, not starting with . or -)"
   if [[ "$TAG" == latest ]]; then
     warn "tag 'latest': OpenWhisk asks the registry for a :latest image again on every cold start; pin a tag for deployments"
   fi
 
-  if [[ -z "$BASE_IMAGE_TEMPLATE" ]]; then
-    [[ "$BASE_REPO" =~ $REPOSITORY_RE ]] ||
-      usage_error "BASE_REPO '$BASE_REPO' is not an image repository (e.g. codait or quay.io/codait)"
-    BASE_IMAGE_TEMPLATE="$BASE_REPO/{model}:latest"
-  fi
-  [[ "$BASE_IMAGE_TEMPLATE" =~ $TEMPLATE_RE ]] ||
-    usage_error "BASE_IMAGE_TEMPLATE '$BASE_IMAGE_TEMPLATE' may only hold an image reference with {model} in it (e.g. 'myreg/{model}:v2')"
+  validate_base_images
+  local model repository
   for model in "${MODEL_LIST[@]}"; do
-    [[ "$(base_image_of "$model")" =~ $IMAGE_REF_RE ]] ||
-      usage_error "BASE_IMAGE_TEMPLATE '$BASE_IMAGE_TEMPLATE' gives '$(base_image_of "$model")', which is not an image reference"
+    repository="$(repository_of "$model")"
+    check_length "the image name $repository" "$repository" "$MAX_VALUE_LENGTH"
   done
 
   if [[ -n "$PLATFORMS" ]]; then
+    check_length PLATFORMS "$PLATFORMS" "$MAX_VALUE_LENGTH"
     [[ "$PLATFORMS" =~ $PLATFORMS_RE ]] ||
       usage_error "PLATFORMS '$PLATFORMS' is not a list like linux/amd64,linux/arm64"
     [[ "$ENGINE" == docker ]] || usage_error "PLATFORMS needs docker buildx; unset it to build with $ENGINE"
     ((PUSH)) || usage_error "PLATFORMS builds a multi-platform image, which can only go to a registry: drop --no-push"
   fi
+  validate_deploy_platforms
 }
 
 # The engine must answer, and be able to push where we push, before any model is built.
@@ -224,15 +307,12 @@ check_environment() {
   if ((PUSH)); then
     check_logged_in
   fi
-}
-
-registry_host() {
-  if [[ -n "$REGISTRY" ]]; then printf '%s' "$REGISTRY"; else printf 'docker.io'; fi
+  [[ -d "$ROOT_DIR/serverless_max" ]] ||
+    usage_error "serverless_max/ must sit beside build.sh in $ROOT_DIR (the image copies it next to the model's app.py)"
 }
 
 check_logged_in() {
-  local host
-  host="$(registry_host)"
+  local host="${REGISTRY:-docker.io}"
   case "${host%:*}" in
     localhost | 127.0.0.1 | 127.*) return 0 ;; # a loopback registry needs no login
   esac
@@ -243,13 +323,8 @@ check_logged_in() {
   fi
   command -v python3 >/dev/null ||
     usage_error "python3 is needed to read the docker login configuration: install it"
-  docker_config_has_login "${DOCKER_CONFIG:-$HOME/.docker}/config.json" "$host" ||
-    usage_error "not logged in to $host: run 'docker login${REGISTRY:+ $REGISTRY}' first"
-}
-
-# True when docker's config.json holds credentials (or a credential helper) for the host.
-docker_config_has_login() {
-  python3 - "$1" "$2" <<'PYTHON'
+  # True when docker's config.json holds credentials (or a credential helper) for the host.
+  python3 - "${DOCKER_CONFIG:-$HOME/.docker}/config.json" "$host" <<'PYTHON' ||
 import json
 import sys
 
@@ -266,6 +341,7 @@ except (OSError, ValueError):
 logged_in = any(key in config.get("auths", {}) or key in config.get("credHelpers", {}) for key in keys)
 sys.exit(0 if logged_in else 1)
 PYTHON
+    usage_error "not logged in to $host: run 'docker login${REGISTRY:+ $REGISTRY}' first"
 }
 
 # -------------------------------------------------------------------------------- per model
@@ -278,8 +354,10 @@ repository_of() {
   printf '%s' "$repository"
 }
 
-# Prints "MEMORY_MB TIMEOUT_MS" for a model: the catalogue's values, or the defaults.
-action_limits() {
+MEMORY_MB=0
+TIMEOUT_MS=0
+# Sets MEMORY_MB and TIMEOUT_MS for a model: the catalogue's values, or the defaults.
+read_limits() {
   local limits=""
   if [[ -r "$CATALOGUE" ]] && command -v python3 >/dev/null; then
     limits="$(python3 - "$CATALOGUE" "$1" <<'PYTHON' || true
@@ -298,93 +376,234 @@ except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
 PYTHON
 )"
   fi
-  if [[ "$limits" =~ ^[0-9]+\ [0-9]+$ ]]; then
-    printf '%s' "$limits"
+  if [[ "$limits" =~ ^([0-9]{1,6})\ ([0-9]{1,9})$ ]]; then
+    MEMORY_MB="${BASH_REMATCH[1]}"
+    TIMEOUT_MS="${BASH_REMATCH[2]}"
   else
-    printf '%s %s' "$DEFAULT_MEMORY_MB" "$DEFAULT_TIMEOUT_MS"
+    MEMORY_MB="$DEFAULT_MEMORY_MB"
+    TIMEOUT_MS="$DEFAULT_TIMEOUT_MS"
   fi
+}
+
+BASE_DIGEST=""
+# Sets BASE_DIGEST to the base image's digest when it is known without reaching a registry:
+# pinned in the reference itself, or recorded by the engine for its local copy of the image
+# (pulled from, or pushed to, its registry). Empty when unknown.
+find_base_digest() {
+  local base="$1" repository="$1" entry
+  local -a entries
+  BASE_DIGEST=""
+  if [[ "$base" == *@sha256:* ]]; then
+    BASE_DIGEST="${base##*@}"
+    return 0
+  fi
+  if ((DRY_RUN)) || [[ -n "$PLATFORMS" ]]; then return 0; fi
+  if [[ "${repository##*/}" == *:* ]]; then repository="${repository%:*}"; fi
+  local listed=""
+  if ! listed="$("$ENGINE" image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' "$base" 2>/dev/null)"; then
+    return 0 # not there yet: the build pulls it
+  fi
+  read -ra entries <<<"$listed"
+  for entry in "${entries[@]}"; do
+    case "${entry%@*}" in
+      "$repository" | "docker.io/$repository" | "docker.io/library/$repository")
+        BASE_DIGEST="${entry#*@}"
+        return 0
+        ;;
+    esac
+  done
 }
 
 BUILD_ARGS=()
 
 build_image() {
-  local model="$1" image="$2" digest_file="$3"
+  local model="$1" image="$2" digest_file="$3" base
   local -a command
+  base="$(base_image_of "$model")"
+  find_base_digest "$base"
   if [[ -n "$PLATFORMS" ]]; then
     command=(docker buildx build --platform "$PLATFORMS" --push --metadata-file "$digest_file")
   else
     command=("$ENGINE" build)
   fi
-  command+=(--build-arg "model=$model" --build-arg "base_image=$(base_image_of "$model")")
+  command+=(--build-arg "model=$model" --build-arg "base_image=$base")
+  if [[ -n "$BASE_DIGEST" ]]; then
+    command+=(--label "org.opencontainers.image.base.digest=$BASE_DIGEST")
+  fi
   command+=("${BUILD_ARGS[@]}" --tag "$image" --file "$ROOT_DIR/Dockerfile" "$ROOT_DIR")
   run "${command[@]}"
 }
 
-# Prints the pushed image's registry digest (sha256:...), or the local image id when not pushed.
-image_digest() {
-  local image="$1" digest_file="$2" repository="${1%:*}" digest
-  local -a digests
+DIGEST=""
+# Sets DIGEST to the pushed image's registry digest (sha256:...), or the local image id when
+# not pushed.
+read_image_digest() {
+  local image="$1" digest_file="$2" repository="${1%:*}" listed="" entry
+  local -a entries
   if ((DRY_RUN)); then
-    printf -- '-'
+    DIGEST="-"
   elif [[ -n "$PLATFORMS" ]]; then
-    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' "$digest_file"
+    if ! DIGEST="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' "$digest_file")"; then
+      DIGEST="pushed (digest unknown)"
+    fi
   elif ((PUSH)); then
-    read -ra digests <<<"$("$ENGINE" image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' "$image")"
-    for digest in "${digests[@]}"; do
-      if [[ "${digest%@*}" == "$repository" || "${digest%@*}" == "docker.io/$repository" ]]; then
-        printf '%s' "${digest#*@}"
-        return 0
+    DIGEST="pushed (digest unknown)"
+    listed="$("$ENGINE" image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' "$image" 2>/dev/null || true)"
+    read -ra entries <<<"$listed"
+    for entry in "${entries[@]}"; do
+      if [[ "${entry%@*}" == "$repository" || "${entry%@*}" == "docker.io/$repository" ]]; then
+        DIGEST="${entry#*@}"
+        break
       fi
     done
-    printf 'pushed (digest unknown)'
+  elif listed="$("$ENGINE" image inspect --format '{{.Id}}' "$image")"; then
+    DIGEST="$listed (local id)"
   else
-    printf '%s (local id)' "$("$ENGINE" image inspect --format '{{.Id}}' "$image")"
+    DIGEST="built (digest unknown)"
   fi
+}
+
+# ----------------------------------------------------------------- deploy commands per platform
+# Prints the model's name as the platform accepts it: lowercase letters, digits and '-', at
+# most $2 characters, ending with a letter or digit.
+platform_name() {
+  local name="${1//[._]/-}"
+  name="${name:0:$2}"
+  printf '%s' "${name%%-}"
+}
+
+# Prints N clamped to [LOW, HIGH].
+clamp() {
+  local value="$1" low="$2" high="$3"
+  if ((value < low)); then value="$low"; elif ((value > high)); then value="$high"; fi
+  printf '%s' "$value"
+}
+
+# Prints the CPUs Cloud Run requires for that much memory (MiB), or nothing when its default does.
+cloudrun_cpu() {
+  local memory_mb="$1" row cpu above
+  for row in "8 24576" "6 16384" "4 8192" "2 4096"; do
+    read -r cpu above <<<"$row"
+    if ((memory_mb > above)); then
+      printf '%s' "$cpu"
+      return 0
+    fi
+  done
+}
+
+CE_CPU=""
+CE_MEMORY=""
+# Sets CE_CPU and CE_MEMORY to the smallest CPU/memory pair Code Engine accepts that holds MB.
+choose_codeengine_size() {
+  local memory_mb="$1" row limit
+  for row in "0.25 0.5G 512" "0.5 1G 1024" "1 2G 2048" "1 4G 4096" "2 8G 8192" "4 16G 16384" "8 32G 32768"; do
+    read -r CE_CPU CE_MEMORY limit <<<"$row"
+    if ((memory_mb <= limit)); then return 0; fi
+  done
+}
+
+declare -A DEPLOY_COMMANDS=()
+
+# Records each platform's deploy command for a built image.
+add_deploy_commands() {
+  local model="$1" image="$2" seconds platform name memory timeout command cpu
+  read_limits "$model"
+  seconds=$(((TIMEOUT_MS + 999) / 1000))
+  for platform in "${DEPLOY_PLATFORMS[@]}"; do
+    case "$platform" in
+      openwhisk)
+        command="wsk action create $model --docker $image --web raw -m $MEMORY_MB -t $TIMEOUT_MS"
+        ;;
+      cloudrun)
+        name="$(platform_name "$model" 49)"
+        memory="$(clamp "$MEMORY_MB" 128 32768)"
+        timeout="$(clamp "$seconds" 1 3600)"
+        command="gcloud run deploy $name --image $image --port $CONTAINER_PORT --memory ${memory}Mi --timeout $timeout"
+        cpu="$(cloudrun_cpu "$memory")"
+        if [[ -n "$cpu" ]]; then command+=" --cpu $cpu"; fi
+        ;;
+      knative)
+        name="$(platform_name "$model" 63)"
+        timeout="$(clamp "$seconds" 1 600)"
+        command="kn service create $name --image $image --port $CONTAINER_PORT --limit memory=${MEMORY_MB}Mi --timeout $timeout"
+        ;;
+      lambda)
+        name="$(platform_name "$model" 64)"
+        memory="$(clamp "$MEMORY_MB" 128 10240)"
+        timeout="$(clamp "$seconds" 1 900)"
+        command="aws lambda create-function --function-name $name --package-type Image --code ImageUri=$image"
+        command+=" --memory-size $memory --timeout $timeout --role \$LAMBDA_ROLE_ARN"
+        ;;
+      codeengine)
+        name="$(platform_name "$model" 35)"
+        choose_codeengine_size "$MEMORY_MB"
+        timeout="$(clamp "$seconds" 1 600)"
+        command="ibmcloud ce application create --name $name --image $image --port $CONTAINER_PORT"
+        command+=" --cpu $CE_CPU --memory $CE_MEMORY --request-timeout $timeout"
+        ;;
+    esac
+    DEPLOY_COMMANDS[$platform]+="$command"$'\n'
+  done
+}
+
+# What to know before running a platform's commands.
+platform_heading() {
+  case "$1" in
+    openwhisk) say "Apache OpenWhisk (memory MB, timeout ms; a stock deployment allows at most -m 512 -t 300000):" ;;
+    cloudrun) say "Google Cloud Run (add --region; the image must be in Artifact Registry or Docker Hub; timeout at most 3600 s):" ;;
+    knative) say "Knative Serving (timeout at most 600 s unless the cluster raised max-revision-timeout-seconds):" ;;
+    lambda) say "AWS Lambda (the image must be in Amazon ECR in the function's region; LAMBDA_ROLE_ARN is its execution role; memory 128-10240 MB, timeout at most 900 s):" ;;
+    codeengine) say "IBM Code Engine (in the selected project; the smallest CPU/memory pair that holds the model; timeout at most 600 s):" ;;
+  esac
 }
 
 SUMMARY_MODELS=()
 SUMMARY_IMAGES=()
 SUMMARY_RESULTS=()
 SUMMARY_SECONDS=()
-NEXT_STEPS=()
 FAILURES=0
+MODEL_FAILED=0
 
-# Builds (and pushes) one model; records a summary row. Returns non-zero when it failed.
+# Builds (and pushes) one model; records a summary row and sets MODEL_FAILED.
 process_model() {
   local index="$1" total="$2" model="$3"
-  local image started digest_file result status=0 memory timeout
+  local image started finished digest_file result base
   image="$(repository_of "$model"):$TAG"
+  base="$(base_image_of "$model")"
   digest_file="$(mktemp)"
   started="$(date +%s)"
-  say "[$index/$total] $model: building $image from $(base_image_of "$model") ..."
-  if ! build_image "$model" "$image" "$digest_file"; then
-    status=1
+  MODEL_FAILED=0
+  say "[$index/$total] $model: building $image from $base ..."
+  build_image "$model" "$image" "$digest_file"
+  if ((LAST_STATUS != 0)); then
+    MODEL_FAILED=1
     result="error: build failed"
   elif ((PUSH)) && [[ -z "$PLATFORMS" ]]; then
     say "[$index/$total] $model: pushing $image ..."
-    if ! run "$ENGINE" push "$image"; then
-      status=1
+    run "$ENGINE" push "$image"
+    if ((LAST_STATUS != 0)); then
+      MODEL_FAILED=1
       result="error: push failed"
     fi
   fi
-  if ((status == 0)); then
-    result="$(image_digest "$image" "$digest_file")" || result="built (digest unknown)"
-    read -r memory timeout <<<"$(action_limits "$model")"
-    NEXT_STEPS+=("wsk action create $model --docker $image --web raw -m $memory -t $timeout")
+  if ((MODEL_FAILED == 0)); then
+    read_image_digest "$image" "$digest_file"
+    result="$DIGEST"
+    add_deploy_commands "$model" "$image"
     say "[$index/$total] $model: done"
   else
     say "[$index/$total] $model: FAILED ($result)"
   fi
   rm -f "$digest_file"
+  finished="$(date +%s)"
   SUMMARY_MODELS+=("$model")
   SUMMARY_IMAGES+=("$image")
   SUMMARY_RESULTS+=("$result")
-  SUMMARY_SECONDS+=("$(($(date +%s) - started))")
-  return "$status"
+  SUMMARY_SECONDS+=("$((finished - started))")
 }
 
 print_summary() {
-  local i width_model=5 width_image=5
+  local i width_model=5 width_image=5 platform line
   for i in "${!SUMMARY_MODELS[@]}"; do
     ((${#SUMMARY_MODELS[i]} <= width_model)) || width_model=${#SUMMARY_MODELS[i]}
     ((${#SUMMARY_IMAGES[i]} <= width_image)) || width_image=${#SUMMARY_IMAGES[i]}
@@ -395,11 +614,16 @@ print_summary() {
     printf "%-${width_model}s  %-${width_image}s  %7s  %s\n" \
       "${SUMMARY_MODELS[i]}" "${SUMMARY_IMAGES[i]}" "${SUMMARY_SECONDS[i]}" "${SUMMARY_RESULTS[i]}"
   done
-  if ((${#NEXT_STEPS[@]})); then
+  ((${#DEPLOY_COMMANDS[@]})) || return 0
+  say ""
+  say "Next: deploy (memory and timeout from examples/catalogue.json, in each platform's units and bounds)."
+  for platform in "${DEPLOY_PLATFORMS[@]}"; do
     say ""
-    say "Next: create the web actions (limits from examples/catalogue.json; a stock Apache OpenWhisk allows at most -m 512 -t 300000):"
-    for i in "${!NEXT_STEPS[@]}"; do say "  ${NEXT_STEPS[i]}"; done
-  fi
+    platform_heading "$platform"
+    while IFS= read -r line; do
+      say "  $line"
+    done <<<"${DEPLOY_COMMANDS[$platform]%$'\n'}"
+  done
 }
 
 main() {
@@ -410,18 +634,20 @@ main() {
   else
     check_environment
   fi
-  local revision
+  local revision created
   revision="$(git -C "$ROOT_DIR" rev-parse --verify --quiet HEAD 2>/dev/null || printf 'unknown')"
+  created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   BUILD_ARGS=(
-    --build-arg "version=$(shim_version)"
-    --build-arg "created=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    --build-arg "version=$SHIM_VERSION"
+    --build-arg "created=$created"
     --build-arg "revision=$revision"
   )
 
   local index=0 total="${#MODEL_LIST[@]}" model
   for model in "${MODEL_LIST[@]}"; do
     index=$((index + 1))
-    if ! process_model "$index" "$total" "$model"; then
+    process_model "$index" "$total" "$model"
+    if ((MODEL_FAILED)); then
       FAILURES=$((FAILURES + 1))
       if ((FAIL_FAST)); then
         say "stopping after the first failure (--fail-fast)"

@@ -21,6 +21,8 @@ readonly DOCKER_SOCKET="$RUN_DIR/docker.sock"
 readonly DOCKERD_PIDFILE="$RUN_DIR/dockerd.pid"
 readonly REGISTRY_PIDFILE="$RUN_DIR/registry.pid"
 readonly ROOTFS_TAR="$CACHE_DIR/bookworm-python.tar"
+readonly DOCKER=(docker --host "unix://$DOCKER_SOCKET")
+readonly PROBE_REGISTRY=(curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/")
 
 usage() {
   cat <<EOF
@@ -44,35 +46,46 @@ die() { printf '[container-engine] error: %s\n' "$*" >&2; exit 1; }
 
 # Runs one step, reporting how long it took.
 timed() {
-  local name="$1" started elapsed
+  local name="$1" started finished elapsed
   shift
   started="$(date +%s.%N)"
   log "$name ..."
   "$@"
-  elapsed="$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+  finished="$(date +%s.%N)"
+  elapsed="$(awk -v a="$started" -v b="$finished" 'BEGIN { printf "%.1f", b - a }')"
   log "$name: done in ${elapsed}s"
 }
 
-docker_cli() { DOCKER_HOST="unix://$DOCKER_SOCKET" docker "$@"; }
-
-# True when the pid file names a live process with the expected command name (a stale file
-# from an earlier boot may name an unrelated process by now).
-pid_alive() {
-  local pidfile="$1" command_name="$2"
-  [[ -s "$pidfile" ]] && [[ "$(ps -o comm= -p "$(cat "$pidfile")" 2>/dev/null)" == "$command_name" ]]
+# Prints "running" when the pid file names a live process with the expected command name (a
+# stale file from an earlier boot may name an unrelated process by now), else "stopped".
+process_state() {
+  local pidfile="$1" command_name="$2" pid="" running_command=""
+  if [[ -s "$pidfile" ]]; then
+    pid="$(cat "$pidfile")"
+    running_command="$(ps -o comm= -p "$pid" 2>/dev/null || true)"
+  fi
+  if [[ -n "$pid" && "$running_command" == "$command_name" ]]; then
+    printf running
+  else
+    printf stopped
+  fi
 }
 
-registry_answers() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/"; }
+# Prints "answers" when something answers the registry's HTTP API on the port, else "silent".
+registry_state() {
+  if "${PROBE_REGISTRY[@]}"; then printf answers; else printf silent; fi
+}
 
-# Waits up to $1 seconds for the command that follows to succeed.
-wait_for() {
-  local seconds="$1" i
-  shift
+# Waits up to SECONDS for COMMAND to succeed; otherwise shows the end of LOG and stops.
+wait_or_die() {
+  local seconds="$1" log_file="$2" what="$3" i
+  shift 3
   for ((i = 0; i < seconds * 5; i++)); do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
-  return 1
+  tail -n 20 "$log_file" >&2
+  die "$what did not answer within ${seconds}s (log: $log_file)"
 }
 
 install_missing_packages() {
@@ -87,7 +100,9 @@ install_missing_packages() {
     log "packages: all present"
     return 0
   fi
-  [[ "$(id -u)" == 0 ]] || die "missing ${packages[*]}; run as root or install them with apt-get"
+  local uid
+  uid="$(id -u)"
+  [[ "$uid" == 0 ]] || die "missing ${packages[*]}; run as root or install them with apt-get"
   # The packages' maintainer scripts must not start system-wide daemons of their own.
   local policy_added=0
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -101,10 +116,12 @@ install_missing_packages() {
 }
 
 start_dockerd() {
-  if pid_alive "$DOCKERD_PIDFILE" dockerd; then
-    docker_cli info >/dev/null 2>&1 ||
-      die "dockerd (pid $(cat "$DOCKERD_PIDFILE")) runs but does not answer; run: $0 stop"
-    log "dockerd: already running (pid $(cat "$DOCKERD_PIDFILE"))"
+  local state pid
+  state="$(process_state "$DOCKERD_PIDFILE" dockerd)"
+  if [[ "$state" == running ]]; then
+    pid="$(cat "$DOCKERD_PIDFILE")"
+    "${DOCKER[@]}" info >/dev/null 2>&1 || die "dockerd (pid $pid) runs but does not answer; run: $0 stop"
+    log "dockerd: already running (pid $pid)"
     return 0
   fi
   rm -f "$DOCKERD_PIDFILE"
@@ -112,18 +129,18 @@ start_dockerd() {
   setsid dockerd --data-root "$CACHE_DIR/docker" --exec-root "$RUN_DIR/x" \
     --pidfile "$DOCKERD_PIDFILE" -H "unix://$DOCKER_SOCKET" \
     >"$RUN_DIR/dockerd.log" 2>&1 </dev/null &
-  if ! wait_for 60 docker_cli info; then
-    tail -n 20 "$RUN_DIR/dockerd.log" >&2
-    die "dockerd did not answer within 60s (log: $RUN_DIR/dockerd.log)"
-  fi
+  wait_or_die 60 "$RUN_DIR/dockerd.log" dockerd "${DOCKER[@]}" info
 }
 
 start_registry() {
-  if pid_alive "$REGISTRY_PIDFILE" docker-registry && registry_answers; then
+  local state answering
+  state="$(process_state "$REGISTRY_PIDFILE" docker-registry)"
+  answering="$(registry_state)"
+  if [[ "$state" == running && "$answering" == answers ]]; then
     log "registry: already running on 127.0.0.1:$REGISTRY_PORT"
     return 0
   fi
-  if registry_answers; then
+  if [[ "$answering" == answers ]]; then
     die "something else already answers on 127.0.0.1:$REGISTRY_PORT; set SMX_REGISTRY_PORT"
   fi
   mkdir -p "$RUN_DIR" "$CACHE_DIR/registry"
@@ -141,10 +158,7 @@ http:
 EOF
   setsid docker-registry serve "$RUN_DIR/registry.yml" >"$RUN_DIR/registry.log" 2>&1 </dev/null &
   echo "$!" >"$REGISTRY_PIDFILE"
-  if ! wait_for 30 registry_answers; then
-    tail -n 20 "$RUN_DIR/registry.log" >&2
-    die "the registry did not answer on 127.0.0.1:$REGISTRY_PORT within 30s (log: $RUN_DIR/registry.log)"
-  fi
+  wait_or_die 30 "$RUN_DIR/registry.log" "the registry on 127.0.0.1:$REGISTRY_PORT" "${PROBE_REGISTRY[@]}"
 }
 
 # Debian bookworm (minbase) with Python and pip: the layer MAX-style test base images start from.
@@ -163,11 +177,11 @@ make_rootfs_tarball() {
 }
 
 import_python_image() {
-  docker_cli import --change 'CMD ["python3"]' "$ROOTFS_TAR" "$PYTHON_IMAGE" >/dev/null
+  "${DOCKER[@]}" import --change 'CMD ["python3"]' "$ROOTFS_TAR" "$PYTHON_IMAGE" >/dev/null
 }
 
 ensure_python_image() {
-  if docker_cli image inspect "$PYTHON_IMAGE" >/dev/null 2>&1; then
+  if "${DOCKER[@]}" image inspect "$PYTHON_IMAGE" >/dev/null 2>&1; then
     log "image $PYTHON_IMAGE: cached"
     return 0
   fi
@@ -184,12 +198,11 @@ print_exports() {
     "unix://$DOCKER_SOCKET" "127.0.0.1:$REGISTRY_PORT"
 }
 
-engine_running() { pid_alive "$DOCKERD_PIDFILE" dockerd && pid_alive "$REGISTRY_PIDFILE" docker-registry; }
-
 # Kills the process in a pid file and waits for it to exit.
 stop_pidfile() {
-  local name="$1" pidfile="$2" pid i
-  if ! pid_alive "$pidfile" "$name"; then
+  local name="$1" pidfile="$2" pid i state
+  state="$(process_state "$pidfile" "$name")"
+  if [[ "$state" != running ]]; then
     log "$name: not running"
     rm -f "$pidfile"
     return 0
@@ -243,12 +256,17 @@ cmd_start() {
   timed "dockerd" start_dockerd
   timed "registry on 127.0.0.1:$REGISTRY_PORT" start_registry
   ensure_python_image
-  log "ready: docker $(docker_cli version --format '{{.Server.Version}}'), registry 127.0.0.1:$REGISTRY_PORT"
+  local version
+  version="$("${DOCKER[@]}" version --format '{{.Server.Version}}')"
+  log "ready: docker $version, registry 127.0.0.1:$REGISTRY_PORT"
   print_exports
 }
 
 cmd_env() {
-  engine_running || die "the engine is not running; start it with: $0 start"
+  local dockerd registry
+  dockerd="$(process_state "$DOCKERD_PIDFILE" dockerd)"
+  registry="$(process_state "$REGISTRY_PIDFILE" docker-registry)"
+  [[ "$dockerd" == running && "$registry" == running ]] || die "the engine is not running; start it with: $0 start"
   print_exports
 }
 

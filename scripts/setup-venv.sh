@@ -42,7 +42,11 @@ main() {
   local files=("$pins" requirements/examples.txt requirements/test.txt)
   local stamp
   stamp=$(cd "$ROOT" && cat "${files[@]}" | sha256sum | cut -d' ' -f1)
-  if [[ -f "$venv/.requirements-stamp" && "$(cat "$venv/.requirements-stamp")" == "$stamp" ]]; then
+  local installed_stamp=""
+  if [[ -f "$venv/.requirements-stamp" ]]; then
+    installed_stamp="$(cat "$venv/.requirements-stamp")"
+  fi
+  if [[ "$installed_stamp" == "$stamp" ]]; then
     printf '%s\n' "$venv"
     return 0
   fi

@@ -11,6 +11,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPORTS="$ROOT/.venv/reports"
 ERAS=(max-era current)
 WITH_CONTAINERS=1
+FAILED=0 # set by run_era when an era's pytest run fails
 
 usage() {
   cat <<USAGE
@@ -50,7 +51,9 @@ run_era() {
   shift
   local venv
   venv=$("$ROOT/scripts/setup-venv.sh" "$era")
-  log "pytest on $era ($("$venv/bin/python" --version 2>&1))"
+  local python_version
+  python_version=$("$venv/bin/python" --version 2>&1)
+  log "pytest on $era ($python_version)"
   # The container tests build and run images: once, on the current era, is enough.
   local containers=0
   [[ $era == current && $WITH_CONTAINERS -eq 1 ]] && containers=1
@@ -59,7 +62,7 @@ run_era() {
   if [[ $status -eq 5 ]]; then
     printf 'error: pytest collected no tests on %s\n' "$era" >&2
   fi
-  return "$status"
+  if [[ $status -ne 0 ]]; then FAILED=1; fi
 }
 
 main() {
@@ -84,13 +87,13 @@ main() {
     trap '"$ROOT/scripts/container-engine.sh" stop >/dev/null 2>&1 || true' EXIT
   fi
 
-  local era failed=0
+  local era
   for era in "${ERAS[@]}"; do
-    run_era "$era" "${pytest_args[@]}" || failed=1
+    run_era "$era" "${pytest_args[@]}"
   done
   echo
   print_totals
-  return "$failed"
+  return "$FAILED"
 }
 
 main "$@"
