@@ -96,5 +96,12 @@ def is_binary(content_type: str) -> bool:
 
 
 def is_json_family(content_type: str) -> bool:
-    media_type, _ = parse_content_type(content_type)
+    """The controller's JSON family: exactly ``application/json`` or a ``+json`` type.
+
+    It compares the whole media type, parameters included (only a charset is split off into the
+    content type), so ``application/json; foo=bar`` is not JSON to it.
+    """
+    media_type, params = parse_content_type(content_type)
+    if set(params) - {"charset"}:
+        return False
     return media_type == "application/json" or media_type.endswith("+json")

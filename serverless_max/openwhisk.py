@@ -216,10 +216,9 @@ def _decompress(body: bytes, encoding: str) -> Optional[bytes]:
 def web_result(response: Response) -> Dict[str, Any]:
     """Project an HTTP response into the result OpenWhisk's controller turns back into it.
 
-    The controller base64-decodes string bodies of binary types, and also of JSON types when
-    they look like base64 (so a JSON body of ``true`` or ``1234`` would be corrupted if sent
-    as text): both are sent base64-encoded. Other text is sent as a string, which the
-    controller sends as UTF-8.
+    The controller base64-decodes string bodies of binary types, which are sent base64-encoded.
+    JSON types are sent as text unless the controller would take the text for base64 (see
+    ``_json_family_body``). Other text is sent as a string, which the controller sends as UTF-8.
     """
     result_headers = {}  # type: Dict[str, HeaderValue]
     names = {}  # type: Dict[str, str]
@@ -250,8 +249,11 @@ def web_result(response: Response) -> Dict[str, Any]:
             return result
         except UnicodeDecodeError:
             content_type = result_headers["Content-Type"] = "application/octet-stream"
-    if is_binary(content_type) or is_json_family(content_type):
+    if is_binary(content_type):
         result["body"] = base64.b64encode(body).decode("ascii")
+        return result
+    if is_json_family(content_type):
+        result["body"] = _json_family_body(body)
         return result
     encoding_name = names.get("content-encoding")
     if encoding_name is not None:
@@ -271,6 +273,31 @@ def web_result(response: Response) -> Dict[str, Any]:
         log("warning: the %s response is not valid %s; undecodable bytes were replaced" % (content_type, charset))
         result["body"] = body.decode("utf-8", "replace")
     return result
+
+
+# Exec.isBinaryCode: the controller base64-decodes a JSON-family string body that matches this
+# whole, once trimmed of whitespace and control characters (Java's String.trim), with a length
+# that is a multiple of 4.
+_CONTROLLER_BASE64 = re.compile(r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)\Z")
+_JAVA_TRIMMED = "".join(chr(code) for code in range(0x21))
+
+
+def controller_takes_for_base64(text: str) -> bool:
+    trimmed = text.strip(_JAVA_TRIMMED)
+    return len(trimmed) > 0 and len(trimmed) % 4 == 0 and _CONTROLLER_BASE64.match(trimmed) is not None
+
+
+def _json_family_body(body: bytes) -> str:
+    """A JSON answer as text when the controller passes the text through unchanged (any object or
+    array does), so it costs no base64 third against the result limit; base64 otherwise: bytes
+    that are not UTF-8, and text the controller would take for base64 (``true``, ``1234``)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or controller_takes_for_base64(text):
+        return base64.b64encode(body).decode("ascii")
+    return text
 
 
 def error_result(status: int, message: str) -> Dict[str, Any]:

@@ -1,8 +1,10 @@
 """Helpers shared by the tests: free ports, and the shim as a real subprocess on loopback."""
 
 import http.client
+import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -160,3 +162,31 @@ class Shim(ServerProcess):
             if contents.count(text) >= count or time.time() > deadline:
                 return contents
             time.sleep(0.02)
+
+
+# Exec.isBinaryCode in the controller: after Java's String.trim, a non-empty string whose length is a
+# multiple of 4 and that matches this pattern whole is base64.
+CONTROLLER_BASE64 = re.compile(r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)$")
+
+
+def controller_base64(text: str) -> bool:
+    trimmed = text.strip("".join(chr(code) for code in range(0x21)))
+    return len(trimmed) > 0 and len(trimmed) % 4 == 0 and CONTROLLER_BASE64.match(trimmed) is not None
+
+
+def body_the_client_gets(result: Dict[str, Any], binary: bool) -> bytes:
+    """The bytes the controller sends for a result's string body (WebActions.interpretHttpResponse):
+    base64-decoded for a binary type, and for a JSON-family type when the string looks like base64;
+    else the string as UTF-8."""
+    body = result["body"]
+    if binary or (json_family(result) and controller_base64(body)):
+        return base64.b64decode(body, validate=True)
+    return body.encode("utf-8")
+
+
+def json_family(result: Dict[str, Any]) -> bool:
+    content_type = dict((k.lower(), v) for k, v in result["headers"].items()).get("content-type", "text/html")
+    media_type, _, params = content_type.partition(";")
+    names = set(param.split("=", 1)[0].strip().lower() for param in params.split(";") if param.strip())
+    media_type = media_type.strip().lower()
+    return not (names - {"charset"}) and (media_type == "application/json" or media_type.endswith("+json"))

@@ -12,7 +12,7 @@ import pytest
 from serverless_max import openwhisk
 from serverless_max.media_types import is_binary, is_json_family
 from serverless_max.runtime import BadRequest, ModelApp, Request, Response
-from support import ROOT
+from support import ROOT, body_the_client_gets
 
 JSON_HEADERS = [("Content-Type", "application/json")]
 
@@ -306,11 +306,50 @@ def test_binary_bodies_are_strict_base64(content_type):
     assert base64.b64decode(body, validate=True) == data
 
 
-@pytest.mark.parametrize("json_body", [b"true", b"1234", b"null", b'"abcd"', b'{"status": "ok"}\n'])
-@pytest.mark.parametrize("content_type", ["application/json", "application/problem+json", "application/hal+json"])
-def test_json_bodies_are_base64_so_the_controller_decodes_them_back(json_body, content_type):
-    body = web_result(200, [("Content-Type", content_type)], json_body)["body"]
-    assert base64.b64decode(body, validate=True) == json_body
+@pytest.mark.parametrize("json_body, as_text", [
+    (b'{"status": "ok", "predictions": [1, 2]}', True),  # objects and arrays never look like base64
+    (b'[1, 2, 3]', True),
+    (b'{"status": "ok"}\n', True),
+    ('{"label": "caf\u00e9 \u2603"}'.encode("utf-8"), True),
+    (b'"a b"', True),
+    (b"  ", True),  # empty once trimmed: not base64 to the controller
+    (b"true", False),  # four base64 letters: the controller would decode them
+    (b"1234", False),
+    (b"null", False),
+    (b'"abcd"', True),  # the quotes are not base64
+    (b"abcd", False),
+    (b" abcdefgh\n", False),  # the controller trims before it looks
+    (b"abc=", False),
+    (b"\xff\xfe{}", False),  # not UTF-8: only base64 carries it
+])
+@pytest.mark.parametrize("content_type", ["application/json", "application/problem+json",
+                                          "application/json; charset=utf-8", "application/vnd.api+json"])
+def test_json_bodies_are_text_unless_the_controller_would_take_them_for_base64(json_body, as_text, content_type):
+    result = web_result(200, [("Content-Type", content_type)], json_body)
+    assert body_the_client_gets(result, binary=False) == json_body
+    assert (result["body"] == json_body.decode("utf-8", "replace")) is as_text
+
+
+def test_a_large_json_answer_fits_the_limit_as_text():
+    answer = json.dumps({"status": "ok", "seg_map": [[n % 21 for n in range(500)] for _ in range(500)]}).encode()
+    assert len(answer) > 786432  # over the limit once base64-encoded
+    result = web_result(200, JSON_HEADERS, answer)
+    assert len(openwhisk.encode_result(result, 1048576)) <= 1048576
+    assert json.loads(openwhisk.encode_result(result, 1048576))["body"].encode() == answer
+
+
+@pytest.mark.parametrize("content_type", ["application/json; foo=bar", "application/problem+json; v=2"])
+def test_json_with_a_parameter_other_than_charset_is_text_to_the_controller(content_type):
+    # WebActions.isJsonFamily compares the whole media type, parameters included.
+    assert not is_json_family(content_type)
+    result = web_result(200, [("Content-Type", content_type)], b"1234")
+    assert result["body"] == "1234"
+
+
+@pytest.mark.parametrize("content_type", ["application/hal+json", "application/x-ndjson"])
+def test_unregistered_json_types_without_charset_are_binary(content_type):
+    result = web_result(200, [("Content-Type", content_type)], b'{"a": 1}')
+    assert body_the_client_gets(result, binary=True) == b'{"a": 1}'
 
 
 def test_text_bodies_are_strings():
@@ -350,7 +389,7 @@ def test_compressed_binary_and_json_keep_their_encoding():
 def test_text_in_an_unknown_encoding_is_an_error():
     result = web_result(200, [("Content-Type", "text/plain"), ("Content-Encoding", "br")], b"\x0b\x01")
     assert result["statusCode"] == 502
-    assert "br" in json.loads(base64.b64decode(result["body"]).decode())["error"]
+    assert "br" in json.loads(result["body"])["error"]
 
 
 def test_body_without_content_type():
@@ -365,7 +404,7 @@ def test_result_over_the_limit_becomes_a_413():
     assert len(openwhisk.encode_result(result, 10000)) < 10000
     replaced = json.loads(openwhisk.encode_result(result, 3000).decode("utf-8"))
     assert replaced["statusCode"] == 413
-    message = json.loads(base64.b64decode(replaced["body"]).decode("utf-8"))["error"]
+    message = json.loads(replaced["body"])["error"]
     assert "over the result limit of 3000 bytes" in message
     assert openwhisk.runtime.RESULT_LIMIT_ENV in message
 

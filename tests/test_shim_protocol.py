@@ -10,11 +10,14 @@ import time
 
 import pytest
 
-from support import ECHO_APP, SENTINEL, Shim, init_payload, raw_params, run_payload
+from serverless_max.media_types import is_binary
+
+from support import ECHO_APP, SENTINEL, Shim, body_the_client_gets, init_payload, raw_params, run_payload
 
 
 def decoded_body(result):
-    return base64.b64decode(result["body"])
+    content_type = dict((k.lower(), v) for k, v in result["headers"].items()).get("content-type", "text/html")
+    return body_the_client_gets(result, binary=is_binary(content_type))
 
 
 def json_body(result):
