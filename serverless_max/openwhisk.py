@@ -120,8 +120,9 @@ def _raw_body(ow_body: Any, content_type: str) -> bytes:
         raise BadRequest("__ow_body must be a string for a raw web action")
     if ow_body == "":
         return b""
-    media_type, _ = parse_content_type(content_type)
-    if is_binary(content_type) or media_type == "application/json":
+    # The controller compares the whole media type: "application/json; foo=bar" arrives as text.
+    media_type, params = parse_content_type(content_type)
+    if is_binary(content_type) or (media_type == "application/json" and not set(params) - {"charset"}):
         return _decode_base64(ow_body, "__ow_body")
     try:
         return ow_body.encode("utf-8")

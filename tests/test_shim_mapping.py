@@ -100,6 +100,9 @@ def test_raw_body_is_base64_for_binary_types_and_exactly_application_json(conten
 @pytest.mark.parametrize("content_type", [
     "text/plain", "application/x-www-form-urlencoded", "application/vnd.api+json", "application/problem+json",
     "application/x-unknown; charset=utf-8", "text/csv",
+    # WebActions compares contentType.mediaType == application/json, parameters included (only a
+    # charset is split off): with another parameter, the body is text.
+    "application/json; foo=bar",
 ])
 def test_raw_body_is_text_for_text_types(content_type):
     request = build(raw(__ow_headers={"content-type": content_type}, __ow_body="näive ☃ text"))
@@ -340,6 +343,10 @@ def test_a_large_json_answer_fits_the_limit_as_text():
 
 @pytest.mark.parametrize("content_type", ["application/json; foo=bar", "application/problem+json; v=2"])
 def test_json_with_a_parameter_other_than_charset_is_text_to_the_controller(content_type):
+    request = build({"__ow_method": "post", "__ow_path": "", "__ow_headers": {"content-type": content_type},
+                     "__ow_body": '{"merged": false}'})  # non-raw: not merged, the body arrives as text
+    assert request.body == b'{"merged": false}'
+
     # WebActions.isJsonFamily compares the whole media type, parameters included.
     assert not is_json_family(content_type)
     result = web_result(200, [("Content-Type", content_type)], b"1234")
