@@ -60,15 +60,47 @@ _STRICT_BASE64 = sys.version_info >= (3, 11)
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 
 
-def _decode_base64(text: str, what: str) -> bytes:
+_BASE64_BYTES = re.compile(rb"[A-Za-z0-9+/]*={0,2}\Z")
+
+
+def _decode_base64(text: Union[str, memoryview], what: str) -> bytes:
     try:
         if _STRICT_BASE64:
             return binascii.a2b_base64(text, strict_mode=True)  # novermin: only on 3.11+
-        if not _BASE64_TEXT.match(text):
+        if not (_BASE64_TEXT if isinstance(text, str) else _BASE64_BYTES).match(text):
             raise binascii.Error("not base64")
         return binascii.a2b_base64(text)
     except (binascii.Error, ValueError):
         raise BadRequest("%s is not valid base64" % what)
+
+
+# How the invoker writes the request body's key: compact JSON, no space around the colon.
+_OW_BODY_KEY = b'"__ow_body":"'
+# Stands in for the body while the rest of the /run JSON is parsed; it cannot occur in any JSON
+# text that holds it already, which is checked.
+_BODY_PLACEHOLDER = b"\\u0000serverless-max-body"
+_PARSED_PLACEHOLDER = "\x00serverless-max-body"
+
+
+def parse_run(raw: bytes) -> Any:
+    """The /run message, with a large ``__ow_body`` string left in the raw bytes.
+
+    A web action's body is almost the whole /run request, and base64 or plain text holds no JSON
+    escapes. It is cut out of the raw bytes before parsing, so it is never copied into a Python
+    string, and ``value["__ow_body"]`` becomes a memoryview of its bytes. Anything unusual (escapes
+    in the body, the key elsewhere, the placeholder in the request) is parsed the ordinary way.
+    """
+    key = raw.find(_OW_BODY_KEY)
+    if key >= 0 and raw.find(_BODY_PLACEHOLDER) < 0:
+        start = key + len(_OW_BODY_KEY)
+        end = raw.find(b'"', start)
+        if end > start and raw.find(b"\\", start, end) < 0:
+            message = json.loads((raw[:start] + _BODY_PLACEHOLDER + raw[end:]).decode("utf-8"))
+            value = message.get("value") if isinstance(message, dict) else None
+            if isinstance(value, dict) and value.get("__ow_body") == _PARSED_PLACEHOLDER:
+                value["__ow_body"] = memoryview(raw)[start:end]
+                return message
+    return json.loads(raw.decode("utf-8"))
 
 
 def _as_text(value: Any) -> str:
@@ -115,19 +147,26 @@ def _request_headers(ow_headers: Any) -> Dict[str, str]:
 
 
 def _raw_body(ow_body: Any, content_type: str) -> bytes:
-    """__ow_body of a raw web action: base64 for binary types and exactly application/json."""
-    if not isinstance(ow_body, str):
+    """__ow_body of a raw web action: base64 for binary types and exactly application/json.
+
+    It is a string, or a memoryview of the string's UTF-8 bytes when ``parse_run`` left it there.
+    """
+    if not isinstance(ow_body, (str, memoryview)):
         raise BadRequest("__ow_body must be a string for a raw web action")
-    if ow_body == "":
+    if len(ow_body) == 0:
         return b""
     # The controller compares the whole media type: "application/json; foo=bar" arrives as text.
     media_type, params = parse_content_type(content_type)
     if is_binary(content_type) or (media_type == "application/json" and not set(params) - {"charset"}):
         return _decode_base64(ow_body, "__ow_body")
     try:
+        if isinstance(ow_body, memoryview):
+            text = bytes(ow_body)
+            text.decode("utf-8")
+            return text
         return ow_body.encode("utf-8")
     except UnicodeError:
-        raise BadRequest("__ow_body is not valid text (it holds a lone surrogate)")
+        raise BadRequest("__ow_body is not valid UTF-8 text")
 
 
 def _merged_body(ow_body: Any, content_type: str) -> bytes:
@@ -466,12 +505,8 @@ class ProxyHandler(Handler):
         else:
             self.request_is_read()
             try:
-                # Decoded and parsed as separate steps so that each large copy is freed as soon
-                # as the next one exists: the bytes before parsing, the text after.
-                text = body.decode("utf-8")
-                del body
-                message = json.loads(text)
-                del text
+                message = parse_run(body) if self.path == "/run" else json.loads(body.decode("utf-8"))
+                del body  # the request body, if any, is still held by the message
             except (ValueError, RecursionError) as error:
                 status, reply = 400, {"error": "The %s body is not valid JSON: %s" % (self.path, error)}
             else:

@@ -189,3 +189,14 @@ def test_failing_activations_free_their_request_as_succeeding_ones_do():
         assert after["not allowed"] - after["succeeding"] < 8 * 1024, after
     finally:
         shim.stop()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(params=web_params(), compact=st.booleans())
+def test_parse_run_reads_what_json_loads_reads(params, compact):
+    raw = json.dumps(run_payload(params), separators=(",", ":") if compact else None).encode("utf-8")
+    message = openwhisk.parse_run(raw)
+    body = message["value"].get("__ow_body")
+    if isinstance(body, memoryview):
+        message["value"]["__ow_body"] = bytes(body).decode("utf-8")
+    assert message == json.loads(raw.decode("utf-8"))

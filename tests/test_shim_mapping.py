@@ -432,3 +432,48 @@ def test_text_that_decodes_to_lone_surrogates_is_replaced(capsys):
     result = web_result(200, [("Content-Type", "text/plain; charset=utf-7")], b"+2AA-")
     result["body"].encode("utf-8")
     assert "undecodable bytes were replaced" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ parsing /run
+
+
+def parsed(raw):
+    """parse_run's message, with a body left in the raw bytes turned back into the string it stands for."""
+    message = openwhisk.parse_run(raw)
+    value = message.get("value") if isinstance(message, dict) else None
+    if isinstance(value, dict) and isinstance(value.get("__ow_body"), memoryview):
+        value["__ow_body"] = bytes(value["__ow_body"]).decode("utf-8")
+        return message, True
+    return message, False
+
+
+@pytest.mark.parametrize("raw, left_in_place", [
+    (b'{"value":{"__ow_method":"post","__ow_body":"aGVsbG8="},"activation_id":"a"}', True),
+    (b'{"value":{"__ow_body":"caf\xc3\xa9 text"}}', True),
+    (b'{"value":{"__ow_body":"line\\none"}}', False),  # an escape: parsed the ordinary way
+    (b'{"value":{"__ow_body":""}}', False),
+    (b'{"value":{"__ow_headers":{"__ow_body":"x"},"__ow_body":"aGVsbG8="}}', False),  # the key first seen elsewhere
+    (b'{"value":{"__ow_body":"aGVsbG8=","__ow_body":"d29ybGQ="}}', False),  # duplicate keys: the last wins
+    (b'{"value":{"__ow_body":"x"},"__ow_body":"y"}', True),
+    (b'{"__ow_body":"y","value":{}}', False),
+    (b'{"value":{"__ow_body":"x","note":"\\u0000serverless-max-body"}}', False),
+    (b'{"value":{"__ow_body":{"json":"object"}}}', False),
+    (b'[{"value":{"__ow_body":"x"}}]', False),
+])
+def test_parse_run_leaves_the_body_in_place_only_when_it_is_the_same(raw, left_in_place):
+    message, in_place = parsed(raw)
+    assert message == json.loads(raw.decode("utf-8"))
+    assert in_place is left_in_place
+
+
+def test_parse_run_refuses_what_json_loads_refuses():
+    for raw in (b'{"value":{"__ow_body":"x"}', b'{"value":{"__ow_body":"x"},"k":"\xff"}', b"{malformed"):
+        with pytest.raises(ValueError):
+            openwhisk.parse_run(raw)
+
+
+def test_a_body_left_in_place_that_is_not_utf8_text_is_a_400():
+    message = openwhisk.parse_run(b'{"value":{"__ow_headers":{"content-type":"text/plain"},"__ow_query":"",'
+                                  b'"__ow_body":"caf\xe9"}}')
+    with pytest.raises(BadRequest, match="UTF-8"):
+        build(message["value"])
