@@ -220,9 +220,9 @@ var url = operation.querySelector('.request-url');
 return {status: status, headers: headers ? headers.innerText : '', image: image ? image.src : null,
         text: text ? text.innerText : null, requestUrl: url ? url.innerText : ''};
 """
-# A textarea's whole new value as one input event, as a paste would make it: React picks it up.
-# (Swagger UI 3.4 re-renders the body textarea on each change and loses the focus, so keystrokes
-# after the first go elsewhere.)
+# A textarea's whole new value as one input event, as a paste makes it, which React picks up.
+# Typed keys do not work on Swagger UI 3.4: its body textarea is re-rendered after the first key
+# and the next ones are lost.
 SET_TEXTAREA = """
 var area = arguments[0];
 Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(area, arguments[1]);
@@ -266,11 +266,11 @@ def try_it_out(browser: Browser, model_dir: str, case: Dict[str, Any]) -> Dict[s
                                 what="the body's text area")
         browser.run(SET_TEXTAREA, area, json.dumps(case["json"]))
     else:
-        for field, value in case["multipart"].items():
-            chooser = browser.wait_for("return arguments[0].querySelector('input[type=file]')", operation,
-                                       what="the file input for %s" % field)
-            # chromedriver sets a file input's files from a path sent as its keys.
-            browser.type_into(chooser, os.path.join(model_dir, "samples", value["file"]))
+        (field, part), = case["multipart"].items()  # the one upload, the image
+        chooser = browser.wait_for("return arguments[0].querySelector('input[type=file]')", operation,
+                                   what="the file input for %s" % field)
+        # chromedriver sets a file input's files from a path sent as its keys.
+        browser.type_into(chooser, os.path.join(model_dir, "samples", part["file"]))
     browser.click(browser.run("return arguments[0].querySelector('.execute')", operation))
     return browser.wait_for(LIVE_RESPONSE, operation, what="the answer to Execute")
 
