@@ -58,7 +58,7 @@ run_era() {
   local containers=0
   [[ $era == current && $WITH_CONTAINERS -eq 1 ]] && containers=1
   local status=0
-  (cd "$ROOT" && SMX_DOCKER=$containers "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$REPORTS/$era.xml" "$@") || status=$?
+  (cd "$ROOT" && SMX_DOCKER=$containers SMX_BROWSER=1 "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$REPORTS/$era.xml" "$@") || status=$?
   if [[ $status -eq 5 ]]; then
     printf 'error: pytest collected no tests on %s\n' "$era" >&2
   fi
@@ -78,6 +78,7 @@ main() {
   done
   rm -rf "$REPORTS"
   mkdir -p "$REPORTS"
+  "$ROOT/scripts/install-browser.sh" # tests/test_swagger_ui.py; SMX_BROWSER=1 makes it fail rather than skip without it
 
   if [[ $WITH_CONTAINERS -eq 1 ]] && [[ " ${ERAS[*]} " == *" current "* ]]; then
     log "starting the docker engine and a loopback registry"
