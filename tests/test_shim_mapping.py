@@ -477,3 +477,26 @@ def test_a_body_left_in_place_that_is_not_utf8_text_is_a_400():
                                   b'"__ow_body":"caf\xe9"}}')
     with pytest.raises(BadRequest, match="UTF-8"):
         build(message["value"])
+
+
+@pytest.mark.parametrize("accept_encoding, accepted", [
+    ("gzip, deflate, br", True), ("br;q=1.0, gzip;q=0.8", True), ("*", True), ("x-gzip", True),
+    ("gzip;q=0", False), ("gzip; q=0.000", False), ("identity", False), ("", False), ("deflate, br", False),
+])
+def test_accepts_gzip(accept_encoding, accepted):
+    assert openwhisk.accepts_gzip({"accept-encoding": accept_encoding}) is accepted
+    assert openwhisk.accepts_gzip(None) is False
+
+
+def test_a_script_is_gzipped_into_a_binary_type_the_controller_decodes():
+    script = b"var swaggerUi = 1;\n" * 50
+    response = Response(200, [("Content-Type", "application/javascript; charset=utf-8"), ("ETag", '"abc"'),
+                              ("Accept-Ranges", "bytes"), ("Cache-Control", "public")], script)
+    result = openwhisk.gzipped_script_result(response)
+    assert result["headers"] == {"Content-Type": "text/javascript", "Content-Encoding": "gzip",
+                                 "Vary": "Accept-Encoding", "ETag": '"abc-gzip"', "Cache-Control": "public"}
+    assert is_binary(result["headers"]["Content-Type"])
+    assert gzip.decompress(body_the_client_gets(result, binary=True)) == script
+    for other in (Response(200, [("Content-Type", "text/html")], script),
+                  Response(200, [("Content-Type", "text/javascript"), ("Content-Encoding", "br")], script)):
+        assert openwhisk.gzipped_script_result(other) is None
