@@ -9,14 +9,16 @@ size (10 KB, 100 KB, 1 MB, 5 MB):
       POSTed to openwhisk.py, on a fresh connection each time as the invoker does;
   (c) the same upload through local_endpoint.py, the local Web Action endpoint (in front of a
       shim of its own);
-  (d) the floor: json.loads of that /run body and base64-decoding its __ow_body, in this process.
+  (d) the floor: json.loads of that /run body and base64-decoding its __ow_body, in this process;
+  (e) with --baseline, the same /run to another shim (the 2019 one), served from the model's directory.
 
 The four take turns request by request, so that load from elsewhere on the machine hits them
 alike. Then the peak memory of (a) and (b) above their idle size, the cold start of both
 (process start to first answer), and /run throughput with 1, 4 and 16 overlapping activations.
 Every answer is checked: the byte count the model reports must be the one sent. The table goes
-to stdout and to bench/results.md with the machine it ran on. Exit status: 0 when every target
-is met, 1 when one is missed, 2 when a server could not be started.
+to stdout and to bench/results.md (--quick: bench/results/quick.md) with the machine it ran on.
+Exit status: 0 when every target is met, 1 when one is missed (--quick: when an answer was wrong),
+2 when a server could not be started.
 
 Runs on the current dependency era only (Python 3.11+, maxfw 1.1.6, Flask 3) on Linux (it reads
 /proc); scripts/bench.sh sets that up.
@@ -154,15 +156,28 @@ def counted_bytes(status: int, body: bytes) -> Optional[int]:
 
 
 def counted_bytes_in_result(status: int, body: bytes) -> Optional[int]:
-    """The image size in a /run result (a web result whose JSON body is base64), None if wrong."""
+    """The image size in a /run result (a web result whose JSON body is text), None if wrong."""
     if status != 200:
         return None
     try:
         result = json.loads(body)
         if result["statusCode"] != 200:
             return None
-        return counted_bytes(200, base64.b64decode(result["body"]))
-    except (ValueError, KeyError, TypeError):
+        return counted_bytes(200, result["body"].encode("utf-8"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def counted_bytes_in_baseline_result(status: int, body: bytes) -> Optional[int]:
+    """The image size in the 2019 shim's /run reply: {"status": ..., "body": the app's JSON text}."""
+    if status != 200:
+        return None
+    try:
+        result = json.loads(body)
+        if result["status"] != 200:
+            return None
+        return counted_bytes(200, result["body"].encode("utf-8"))
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -218,6 +233,15 @@ def shim_server(shim: str, log_dir: str, name: str, env: Optional[Dict[str, str]
     server.wait_for_port()
     if initialise:
         init_shim(port)
+    return server
+
+
+def baseline_server(baseline: str, log_dir: str) -> Server:
+    """The 2019 shim serving the echo model: run from the model's directory, its port from SEED_SHIM_PORT."""
+    port = free_port()
+    env = {"SEED_SHIM_PORT": str(port), "PYTHONPATH": ECHO_APP}
+    server = Server("baseline", [sys.executable, baseline], port, ECHO_APP, env, log_dir)
+    server.wait_for_port()
     return server
 
 
@@ -312,85 +336,120 @@ class Memory(object):
         self.rise = peak - idle
 
 
+class PathUnderTest(object):
+    """One way of getting an upload answered: its name in the tables, how it sends one upload (saying
+    whether the answer was right), and the server process whose memory is its own, if any."""
+
+    def __init__(self, key: str, label: str, send: Callable[["Upload"], bool], server: Optional[Server] = None):
+        self.key = key
+        self.label = label
+        self.send = send
+        self.server = server
+
+
 class SizeResult(object):
-    def __init__(self, label: str, upload: Upload, timings: Dict[str, Timings], direct_memory: Memory,
-                 shim_memory: Memory):
+    def __init__(self, label: str, upload: Upload, paths: List[PathUnderTest], timings: Dict[str, Timings],
+                 memory: Dict[str, Memory]):
         self.label = label
         self.upload = upload
-        self.direct = timings["the direct server"]
-        self.shim = timings["the shim"]
-        self.floor = timings["the floor"]
-        self.endpoint = timings.get("the local endpoint")
-        self.direct_memory = direct_memory
-        self.shim_memory = shim_memory
+        self.paths = paths
+        self.timings = timings
+        self.memory = memory
 
-    @property
-    def overhead(self) -> float:
-        return self.shim.median - self.direct.median
+    def overhead(self, key: str) -> float:
+        """What a path adds to the model's own server, median ms."""
+        return self.timings[key].median - self.timings["direct"].median
 
-    @property
-    def memory_excess(self) -> int:
-        """What the shim's peak above idle exceeds the direct server's by."""
-        return self.shim_memory.rise - self.direct_memory.rise
+    def memory_excess(self, key: str) -> int:
+        """What a server's peak above idle exceeds the model's own server's by."""
+        return self.memory[key].rise - self.memory["direct"].rise
 
-    def overhead_passes(self) -> bool:
-        return self.overhead <= self.floor.median and self.direct.wrong == 0 and self.shim.wrong == 0
+    def targets(self) -> List[Tuple[str, bool]]:
+        """(what, met) for every target at this size."""
+        found = []
+        floor = self.timings["floor"].median
+        wrong = sum(timings.wrong for timings in self.timings.values())
+        found.append(("no wrong answer", wrong == 0))
+        if "baseline" in self.timings:
+            found.append(("(b) adds less than the 2019 shim", self.overhead("shim") < self.overhead("baseline")))
+        if self.upload.image_size in TARGET_SIZES:
+            for key in ("shim", "http", "lambda"):
+                if key in self.timings:
+                    found.append(("%s adds at most the floor" % key, self.overhead(key) <= floor))
+            found.append(("(b)'s memory rise", self.memory_excess("shim") <= MEMORY_TARGET_FACTOR * len(self.upload.run_body)))
+        return found
 
-    def memory_passes(self) -> bool:
-        return self.memory_excess <= MEMORY_TARGET_FACTOR * len(self.upload.run_body)
+    def passes(self) -> bool:
+        return all(met for _, met in self.targets())
 
 
-def request_paths(upload: Upload, direct_port: int, shim_port: int,
-                  endpoint_port: Optional[int]) -> List[Tuple[str, Callable[[], bool]]]:
-    """The ways of sending `upload` that are compared, each saying whether its answer was right."""
+def request_paths(direct: Server, shim: Server, endpoint: Optional[Server],
+                  baseline: Optional[Server]) -> List[PathUnderTest]:
+    """The ways of sending an upload that are compared, each saying whether its answer was right."""
 
-    def to_direct() -> bool:
-        return counted_bytes(*post(direct_port, PREDICT_PATH, upload.body, upload.content_type)) == upload.image_size
+    def to_direct(upload: Upload) -> bool:
+        return counted_bytes(*post(direct.port, PREDICT_PATH, upload.body, upload.content_type)) == upload.image_size
 
-    def to_shim() -> bool:
-        answer = counted_bytes_in_result(*post(shim_port, "/run", upload.run_body, "application/json"))
+    def to_shim(upload: Upload) -> bool:
+        answer = counted_bytes_in_result(*post(shim.port, "/run", upload.run_body, "application/json"))
         return answer == upload.image_size
 
-    def floor() -> bool:
+    def floor(upload: Upload) -> bool:
         return len(floor_work(upload.run_body)) == len(upload.body)
 
-    paths = [("the direct server", to_direct), ("the shim", to_shim), ("the floor", floor)]
-    if endpoint_port is not None:
-        port = endpoint_port
+    paths = [PathUnderTest("direct", "(a) model's own server", to_direct, direct),
+             PathUnderTest("shim", "(b) OpenWhisk /run", to_shim, shim),
+             PathUnderTest("floor", "(d) the floor", floor)]
+    if endpoint is not None:
+        def to_endpoint(upload: Upload) -> bool:
+            answer = counted_bytes(*post(endpoint.port, WEB_ACTION_PATH, upload.body, upload.content_type))
+            return answer == upload.image_size
 
-        def to_endpoint() -> bool:
-            return counted_bytes(*post(port, WEB_ACTION_PATH, upload.body, upload.content_type)) == upload.image_size
+        paths.append(PathUnderTest("endpoint", "(c) web endpoint", to_endpoint))
+    if baseline is not None:
+        def to_baseline(upload: Upload) -> bool:
+            answer = counted_bytes_in_baseline_result(*post(baseline.port, "/run", upload.run_body, "application/json"))
+            return answer == upload.image_size
 
-        paths.append(("the local endpoint", to_endpoint))
+        paths.append(PathUnderTest("baseline", "(e) 2019 shim /run", to_baseline, baseline))
     return paths
 
 
-def measure_sizes(shim_path: str, runs: Dict[int, int], log_dir: str, with_endpoint: bool) -> List[SizeResult]:
+def measure_sizes(shim_path: str, runs: Dict[int, int], log_dir: str, with_endpoint: bool,
+                  baseline_path: Optional[str]) -> List[SizeResult]:
     uploads = [(label, Upload(size, seed=size)) for label, size in IMAGE_SIZES]
-    direct = direct_server(log_dir)
-    shim = shim_server(shim_path, log_dir, "shim")
-    # (c) has a shim of its own, so that the memory figures of the shim are those of (b) alone.
-    endpoint_shim, endpoint = None, None
-    if with_endpoint:
-        endpoint_shim = shim_server(shim_path, log_dir, "endpoint-shim", initialise=False)
-        endpoint = local_endpoint(log_dir, endpoint_shim.port, max(len(upload.run_body) for _, upload in uploads))
-    results = []
+    servers = []  # type: List[Server]
     try:
+        direct = direct_server(log_dir)
+        servers.append(direct)
+        shim = shim_server(shim_path, log_dir, "shim")
+        servers.append(shim)
+        # (c) has a shim of its own, so that the memory figures of the shim are those of (b) alone.
+        endpoint = None
+        if with_endpoint:
+            servers.append(shim_server(shim_path, log_dir, "endpoint-shim", initialise=False))
+            endpoint = local_endpoint(log_dir, servers[-1].port, max(len(upload.run_body) for _, upload in uploads))
+            servers.append(endpoint)
+        baseline = None
+        if baseline_path:
+            baseline = baseline_server(baseline_path, log_dir)
+            servers.append(baseline)
+        paths = request_paths(direct, shim, endpoint, baseline)
+        results = []
         for label, upload in uploads:
             count = runs[upload.image_size]
             log("latency and memory at %s (%d timed requests per path)" % (label, count))
-            paths = request_paths(upload, direct.port, shim.port, endpoint.port if endpoint else None)
-            for server in (direct, shim):
-                server.reset_peak_memory()
-            direct_idle, shim_idle = direct.resident_bytes(), shim.resident_bytes()
-            timings = time_interleaved(paths, count)
-            results.append(SizeResult(label, upload, timings, Memory(direct_idle, direct.peak_resident_bytes()),
-                                      Memory(shim_idle, shim.peak_resident_bytes())))
+            measured = [path for path in paths if path.server is not None]
+            for path in measured:
+                path.server.reset_peak_memory()
+            idle = dict((path.key, path.server.resident_bytes()) for path in measured)
+            timings = time_interleaved([(path.key, lambda send=path.send: send(upload)) for path in paths], count)
+            memory = dict((path.key, Memory(idle[path.key], path.server.peak_resident_bytes())) for path in measured)
+            results.append(SizeResult(label, upload, paths, timings, memory))
+        return results
     finally:
-        for running in (endpoint, endpoint_shim, shim, direct):
-            if running is not None:
-                running.stop()
-    return results
+        for running in reversed(servers):
+            running.stop()
 
 
 class ColdStart(object):
@@ -533,43 +592,43 @@ def report(shim_path: str, sizes: List[SizeResult], cold: ColdStart, concurrency
              "Command: `%s`." % (os.path.relpath(shim_path, ROOT), shlex.join(["scripts/bench.sh"] + sys.argv[1:])), ""]
 
     lines += ["## Latency per image upload (ms, median / p95)", "",
-              "(a) multipart POST to the model's own server; (b) the invoker's /run JSON to the shim, one "
-              "connection per request; (c) the multipart POST through `local_endpoint.py` to the shim; "
-              "(d) the floor: `json.loads` of the /run body plus `base64.b64decode` of its `__ow_body`, in one "
-              "process. Target: (b)−(a) at most (d) at 1 MB and 5 MB.", "",
-              "| image | /run body | runs | (a) direct | (b) shim /run | (c) web endpoint | (d) floor "
-              "| (b)−(a) | (b)/(d) | ((b)−(a))/(d) | target |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "(a) multipart POST to the model's own server; (b) the invoker's /run JSON to this runtime as an "
+              "OpenWhisk action, one connection per request; (c) the multipart POST through `local_endpoint.py` to "
+              "the runtime; (d) the floor: `json.loads` of the /run body plus `base64.b64decode` of its `__ow_body`, "
+              "in one process; (e) the same /run to the 2019 shim (`--baseline`). \"added\" is the median over (a)'s. "
+              "Targets: (b) adds less than (e) at every size, and at most (d) at 1 MB and 5 MB.", "",
+              "| image | request body | path | runs | median / p95 | added | added / floor |",
+              "|---|---|---|---|---|---|---|"]
     passed = True
     for result in sizes:
-        target = "—"
-        if result.upload.image_size in TARGET_SIZES:
-            target = verdict(result.overhead_passes())
-            passed = passed and result.overhead_passes()
-        lines.append("| %s | %s | %d | %s | %s | %s | %s | %s | %.1f | %.2f | %s |" % (
-            result.label, size_of(result.upload.run_body), len(result.shim.samples), result.direct.cell(),
-            result.shim.cell(), result.endpoint.cell() if result.endpoint else "not run", ms(result.floor.median),
-            ms(result.overhead), result.shim.median / result.floor.median, result.overhead / result.floor.median,
-            target))
+        floor = result.timings["floor"].median
+        for path in result.paths:
+            timings = result.timings[path.key]
+            added = "—" if path.key in ("direct", "floor") else ms(result.overhead(path.key))
+            ratio = "—" if path.key in ("direct", "floor") else "%.2f" % (result.overhead(path.key) / floor)
+            lines.append("| %s | %s | %s | %d | %s | %s | %s |" % (
+                result.label, size_of(result.upload.body if path.key == "direct" else result.upload.run_body),
+                path.label, len(timings.samples), timings.cell(), added, ratio))
 
     lines += ["", "## Peak memory per image size (MiB, VmHWM)", "",
-              "Each server's peak resident size while serving that size's requests of (a) or (b), and its rise "
-              "above the resident size just before them. Target, at 1 MB and 5 MB: "
-              "the shim's rise exceeds the direct server's by at most %.0f× the /run body." % MEMORY_TARGET_FACTOR,
-              "",
-              "| image | /run body | direct idle | direct peak | direct rise | shim idle | shim peak | shim rise "
-              "| shim rise − direct rise | limit | target |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "Each server's peak resident size while serving that size's requests, and its rise above the "
+              "resident size just before them. Target, at 1 MB and 5 MB: (b)'s rise exceeds (a)'s by at most "
+              "%.0f× the /run body." % MEMORY_TARGET_FACTOR, "",
+              "| image | server | idle | peak | rise | rise over (a)'s |", "|---|---|---|---|---|---|"]
     for result in sizes:
-        target = "—"
-        if result.upload.image_size in TARGET_SIZES:
-            target = verdict(result.memory_passes())
-            passed = passed and result.memory_passes()
-        direct, shim = result.direct_memory, result.shim_memory
-        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            result.label, size_of(result.upload.run_body), mib(direct.idle), mib(direct.peak), mib(direct.rise),
-            mib(shim.idle), mib(shim.peak), mib(shim.rise), mib(result.memory_excess),
-            mib(MEMORY_TARGET_FACTOR * len(result.upload.run_body)), target))
+        for path in result.paths:
+            if path.key not in result.memory:
+                continue
+            memory = result.memory[path.key]
+            excess = "—" if path.key == "direct" else mib(result.memory_excess(path.key))
+            lines.append("| %s | %s | %s | %s | %s | %s |" % (
+                result.label, path.label, mib(memory.idle), mib(memory.peak), mib(memory.rise), excess))
+
+    lines += ["", "## Targets", "", "| image | target | |", "|---|---|---|"]
+    for result in sizes:
+        for what, met in result.targets():
+            passed = passed and met
+            lines.append("| %s | %s | %s |" % (result.label, what, verdict(met)))
 
     passed = passed and cold.passes()
     lines += ["", "## Cold start (ms, median of %d; min–max)" % len(cold.shim), "",
@@ -610,6 +669,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="few runs: a smoke test of the benchmark, not a result")
     parser.add_argument("--shim", default=SHIM, type=os.path.abspath,
                         help="the shim to measure, e.g. a modified copy (default: openwhisk.py of this tree)")
+    parser.add_argument("--baseline", type=os.path.abspath,
+                        help="another /run shim to measure side by side, e.g. the 2019 shim "
+                             "(../shared/reference/seed_openwhisk.py); it gets its port in SEED_SHIM_PORT")
     parser.add_argument("--output",
                         help="where to write the table (default bench/results.md, with --quick bench/results/quick.md)")
     parser.add_argument("--cold-starts", type=int, help="cold start repetitions (default 11, quick 2)")
@@ -626,7 +688,7 @@ def main() -> int:
         log("warning: %s is missing; (c) is not measured" % LOCAL_ENDPOINT)
     log_dir = tempfile.mkdtemp(prefix="shim-bench-")
     try:
-        sizes = measure_sizes(args.shim, runs, log_dir, with_endpoint)
+        sizes = measure_sizes(args.shim, runs, log_dir, with_endpoint, args.baseline)
         cold = measure_cold_start(args.shim, args.cold_starts or (2 if args.quick else 11), log_dir,
                                   args.model_load_seconds)
         concurrency = measure_concurrency(args.shim, 48 if args.quick else 480, log_dir)
@@ -634,7 +696,7 @@ def main() -> int:
         log("failed: %s (server logs kept in %s)" % (error, log_dir))
         return 2
     wrong = sum(level.wrong for level in concurrency) + sum(
-        timings.wrong for size in sizes for timings in (size.direct, size.shim, size.endpoint) if timings)
+        timings.wrong for size in sizes for timings in size.timings.values())
     if wrong:
         log("%d wrong answers; the servers' logs are kept in %s" % (wrong, log_dir))
     else:
@@ -646,6 +708,8 @@ def main() -> int:
     with open(output_path, "w") as output:
         output.write(table)
     log("table written to %s" % output_path)
+    if args.quick:
+        return 1 if wrong else 0  # too few runs to judge latency targets: only wrong answers fail it
     return 0 if passed else 1
 
 

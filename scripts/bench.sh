@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Measures what the shim adds to a model (bench/run.py): latency against the model's own server
+# Measures what the runtime adds to a model (bench/run.py): latency against the model's own server
 # and against the floor of parsing the /run JSON, peak memory, cold start and concurrency, on the
-# echo test model. Prints the table and writes it to bench/results.md. Uses the current-era
-# virtualenv (.venv/current, created on first use). Takes about a minute on two cores.
+# echo test model, optionally beside the 2019 shim (--baseline). Prints the table and writes it to
+# bench/results.md (--quick: bench/results/quick.md). Uses the current-era virtualenv
+# (.venv/current, created on first use). Takes a few minutes on two cores.
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,15 +12,19 @@ usage() {
   cat <<USAGE
 Usage: scripts/bench.sh [--quick] [bench/run.py options...]
 
-  --quick               a few runs of everything, to check the benchmark works (about 10 s);
-                        the table goes to bench/results/quick.md, not bench/results.md
+  --quick               a few runs of everything, to check the benchmark works (about 30 s);
+                        the table goes to bench/results/quick.md, not bench/results.md, and
+                        only a wrong answer fails it (too few runs to judge latency targets)
   --shim PATH           measure another copy of openwhisk.py (e.g. a change under test)
+  --baseline PATH       measure another /run shim beside it, e.g. the 2019 shim
+                        (../shared/reference/seed_openwhisk.py; its port comes in SEED_SHIM_PORT)
   --output FILE         where to write the table
   --cold-starts N       cold start repetitions (default 11)
   --model-load-seconds S  simulated model load time for the cold start (default 0)
   -h, --help            this help
 
-Exit status: 0 when every target is met, 1 when one is missed, 2 when a server could not be started.
+Exit status: 0 when every target is met, 1 when one is missed (with --quick: when an answer was
+wrong), 2 when a server could not be started.
 USAGE
 }
 
