@@ -261,7 +261,7 @@ class HttpHandler(Handler):
             return
         try:
             body = self.read_request_body()
-        except CutOff:
+        except (CutOff, OSError):  # the deadline's shutdown, a socket timeout, or a reset
             self.close_connection = True
             if time.monotonic() - self.started >= self.read_seconds:
                 self.send_error(408, "The whole request did not arrive within %g s." % self.read_seconds)
