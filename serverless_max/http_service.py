@@ -273,8 +273,7 @@ class HttpHandler(Handler):
             self.close_connection = True
             message = error.message
             if error.status == 413:
-                message += (" Raise the limit with %s (Cloud Run itself takes at most 32 MiB over HTTP/1)."
-                            % runtime.REQUEST_LIMIT_ENV)
+                message += self._raise_request_limit()
             self.send_error(error.status, message)
             return
         self.request_is_read()
@@ -299,6 +298,19 @@ class HttpHandler(Handler):
         if self.headers.get("Content-Length") is None:
             return b""
         return self.read_body()
+
+    def handle_expect_100(self) -> bool:
+        """Refuse a body over the limit before the client sends it (curl asks first for large uploads)."""
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.request_limit:
+            self.send_error(413, "The request body is %s bytes, over the limit of %d bytes.%s"
+                            % (length, self.request_limit, self._raise_request_limit()))
+            return False
+        return Handler.handle_expect_100(self)
+
+    def _raise_request_limit(self) -> str:
+        return (" Raise the limit with %s (Cloud Run itself takes at most 32 MiB over HTTP/1)."
+                % runtime.REQUEST_LIMIT_ENV)
 
     def write_response(self, response: Response) -> None:
         """The app's status and headers, a Content-Length, then the body (none for HEAD)."""

@@ -296,11 +296,15 @@ def test_a_request_over_the_limit_is_413(echo: HttpService) -> None:
     status, headers, body = echo.request("POST", "/echo", b"x" * 100001, {"Content-Type": "text/plain"})
     assert status == 413 and headers["content-type"] == "application/json"
     assert "over the limit of 100000 bytes" in json.loads(body.decode("utf-8"))["error"]
-    chunk = b"x" * 60000
+    # Chunked: refused at the chunk that goes over the limit (the client waits, its data unsent).
     reply = echo.raw(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
+                     b"4\r\nxxxx\r\n%x\r\n" % 99997)
     status, _, body = parse_reply(reply)
-    assert status == 413 and "error" in json.loads(body.decode("utf-8"))
+    assert status == 413 and "over the limit of 100000 bytes" in json.loads(body.decode("utf-8"))["error"]
+    # Expect: 100-continue: refused before the body is sent.
+    reply = echo.raw(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100001\r\nExpect: 100-continue\r\n\r\n")
+    status, _, body = parse_reply(reply)
+    assert status == 413 and "SERVERLESS_MAX_REQUEST_LIMIT" in json.loads(body.decode("utf-8"))["error"]
     assert echo.request("GET", "/echo")[0] == 200
 
 
