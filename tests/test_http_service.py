@@ -429,7 +429,7 @@ def test_concurrent_requests_are_bounded_and_wait_for_a_slot(fresh: Any) -> None
 
 def test_a_request_waiting_longer_than_the_queue_allows_is_503(fresh: Any) -> None:
     service = fresh(env={"SERVERLESS_MAX_CONCURRENCY": "1", "SERVERLESS_MAX_QUEUE_SECONDS": "0.3"}).started()
-    holder = threading.Thread(target=service.request, args=("POST", "/slow?seconds=4", b"holder"))
+    holder = threading.Thread(target=service.request, args=("POST", "/slow?seconds=2", b"holder"))
     holder.start()
     try:
         statuses = []
@@ -482,7 +482,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(fresh: Any) -> N
     try:
         connection.request("GET", "/echo")  # the connection is accepted and served before the signal
         assert connection.getresponse().read()
-        connection.request("POST", "/slow?seconds=3", body=b"in-flight")
+        connection.request("POST", "/slow?seconds=2", body=b"in-flight")
         time.sleep(0.5)  # the request is in the app
         service.process.send_signal(signal.SIGTERM)
         # New connections are refused at once, while the slow request still runs.
