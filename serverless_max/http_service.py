@@ -46,6 +46,9 @@ DEFAULT_SHUTDOWN_SECONDS = 9.0
 # 600 s), so that the proxy, not this server, closes them: no request is sent on a connection
 # this server is closing.
 IDLE_SECONDS = 620.0
+# A client reading the answer slower than this may be cut off (a 32 MiB answer gets 8.5 minutes
+# on top of the read deadline); a client that stops reading cannot hold a thread forever.
+SLOWEST_READER_BYTES_PER_SECOND = 64 * 1024
 
 CONCURRENCY_ENV = "SERVERLESS_MAX_CONCURRENCY"
 QUEUE_SECONDS_ENV = "SERVERLESS_MAX_QUEUE_SECONDS"
@@ -340,6 +343,7 @@ class HttpHandler(Handler):
         elif self.request_version == "HTTP/1.0":
             self.send_header("Connection", "keep-alive")
         written = 0
+        self.connection.settimeout(self.read_seconds + len(response.body) / SLOWEST_READER_BYTES_PER_SECOND)
         try:
             self.end_headers()
             if has_body and not head_only and response.body:

@@ -524,3 +524,28 @@ def test_idle_keep_alive_connections_are_closed_on_sigterm(fresh: Any) -> None:
         reply = read_until_closed(connection)  # the answer, then the server's end of the connection
     assert reply.startswith(b"HTTP/1.1 200 ")
     assert service.process.wait(30) == 0
+
+
+def test_a_large_response_to_a_slow_reader_is_not_cut_off_by_the_read_deadline(fresh: Any) -> None:
+    # SERVERLESS_MAX_READ_SECONDS bounds receiving the request, not sending the answer.
+    service = fresh(env={"SERVERLESS_MAX_READ_SECONDS": "1"}).started()
+    size = 8 * 1024 * 1024
+    with socket.socket() as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # a small window: the server must wait
+        connection.settimeout(30)
+        connection.connect(("127.0.0.1", service.port))
+        connection.sendall(b"GET /respond?type=application/octet-stream&body_base64=eA%%3D%%3D&repeat=%d HTTP/1.1\r\n"
+                           b"Host: x\r\nConnection: close\r\n\r\n" % size)
+        received = 0
+        reply = []
+        started = time.monotonic()
+        while True:
+            chunk = connection.recv(256 * 1024)
+            if not chunk:
+                break
+            reply.append(chunk)
+            received += len(chunk)
+            if time.monotonic() - started < 2.5:
+                time.sleep(0.05)  # read slowly for longer than the read deadline
+    status, headers, body = parse_reply(b"".join(reply))
+    assert status == 200 and len(body) == size == int(headers["content-length"])
