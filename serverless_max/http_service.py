@@ -20,8 +20,8 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import unquote_to_bytes
 
 from . import runtime
@@ -42,8 +42,8 @@ DEFAULT_QUEUE_SECONDS = 300.0
 DEFAULT_READ_SECONDS = 60.0
 # Cloud Run kills an instance 10 s after SIGTERM; exit before, having logged what was cut off.
 DEFAULT_SHUTDOWN_SECONDS = 9.0
-# Idle keep-alive connections are kept longer than proxies keep theirs (Google's front ends
-# 600 s), so that the proxy, not this server, closes them: no request is sent on a connection
+# Idle keep-alive connections are kept longer than proxies keep theirs (Google Cloud's load
+# balancers 600 s), so that the proxy, not this server, closes them: no request is sent on a connection
 # this server is closing.
 IDLE_SECONDS = 620.0
 # A client reading the answer slower than this may be cut off (a 32 MiB answer gets 8.5 minutes
@@ -94,7 +94,7 @@ class Settings(object):
         self.port = options.port or (int(env_port) if env_port.isdigit() else DEFAULT_PORT)
         self.request_limit = runtime.byte_limit(runtime.REQUEST_LIMIT_ENV, options.request_limit or DEFAULT_REQUEST_LIMIT)
         self.result_limit = runtime.byte_limit(runtime.RESULT_LIMIT_ENV, options.result_limit or DEFAULT_RESULT_LIMIT)
-        self.concurrency = int(positive_number(CONCURRENCY_ENV, DEFAULT_CONCURRENCY))
+        self.concurrency = max(1, int(positive_number(CONCURRENCY_ENV, DEFAULT_CONCURRENCY)))
         self.queue_seconds = positive_number(QUEUE_SECONDS_ENV, DEFAULT_QUEUE_SECONDS)
         self.read_seconds = positive_number(READ_SECONDS_ENV, DEFAULT_READ_SECONDS)
         self.shutdown_seconds = positive_number(SHUTDOWN_SECONDS_ENV, DEFAULT_SHUTDOWN_SECONDS)
