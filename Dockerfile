@@ -31,6 +31,9 @@ COPY openwhisk.py ./
 # hadolint ignore=DL3045
 COPY serverless_max/ ./serverless_max/
 
+# The model's own output reaches the platform's logs as it is written, not when a buffer fills.
+ENV PYTHONUNBUFFERED=1
+
 # Some MAX images start their own server through an ENTRYPOINT; the image must start the runtime.
 ENTRYPOINT []
 # Exec form: the runtime is PID 1 and receives the platform's SIGTERM.

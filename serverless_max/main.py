@@ -12,6 +12,7 @@
 
 import argparse
 import os
+import signal
 import sys
 from typing import List, Mapping, Optional, Tuple
 
@@ -34,6 +35,10 @@ def choose_platform(environ: Mapping[str, str], forced: Optional[str] = None) ->
     if environ.get("PORT") and not environ.get("__OW_API_HOST"):
         return "http", "PORT is set"
     return "openwhisk", "no other platform's variables are set"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise runtime.Terminated()
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -69,7 +74,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(2)
     runtime.log("version %s, serving %s (%s); loading the model from %s"
                 % (__version__, platform, reason, os.path.abspath(options.app_dir)))
-    model, load_error = runtime.load_model(options.app_dir)
+    # As PID 1 in a container the process has no default SIGTERM action: a platform that stops it
+    # while the model is still loading (a scale-down, a new revision) must not wait for SIGKILL.
+    # Each platform installs its own handler once it serves.
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        model, load_error = runtime.load_model(options.app_dir)
+    except runtime.Terminated:
+        runtime.log("stopped by SIGTERM while the model was loading")
+        sys.exit(0)
     if platform == "openwhisk":
         from . import openwhisk as chosen
     elif platform == "http":

@@ -25,6 +25,10 @@ READ_SECONDS_ENV = "SERVERLESS_MAX_READ_SECONDS"
 _TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: stop at once (raised by the signal handler, so the model's load ends too)."""
+
+
 class BadRequest(Exception):
     """The platform's request cannot be turned into an HTTP request for the app (a 400)."""
 
@@ -251,7 +255,7 @@ def load_model(app_dir: str) -> Tuple[Optional[ModelApp], Optional[str]]:
     try:
         return ModelApp(load_app(app_dir)), None
     except BaseException as error:  # noqa: B902 - the model may even call sys.exit
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, (KeyboardInterrupt, Terminated)):
             raise
         traceback.print_exc()
         log("the model app in %s failed to load: %s: %s" % (where, type(error).__name__, error))

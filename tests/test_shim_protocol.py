@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -12,7 +13,8 @@ import pytest
 
 from serverless_max.media_types import is_binary
 
-from support import ECHO_APP, SENTINEL, Shim, body_the_client_gets, init_payload, raw_params, run_payload
+from support import (ECHO_APP, SENTINEL, SHIM, ServerProcess, Shim, body_the_client_gets, free_port, init_payload,
+                     raw_params, run_payload)
 
 
 def decoded_body(result):
@@ -466,3 +468,17 @@ def test_hundreds_of_simultaneous_runs_are_all_answered(fresh_shim):
         for connection in connections:
             connection.close()
     assert statuses == [b"200"] * 500
+
+
+def test_sigterm_while_the_model_loads_stops_the_process_at_once():
+    port = free_port()
+    process = ServerProcess([sys.executable, SHIM, "--port", str(port), "--host", "127.0.0.1"], port, ECHO_APP,
+                            env={"TEST_MODEL_LOAD_SECONDS": "30"})
+    try:
+        process.wait_until(lambda: "loading the model" in process.stderr(), 30)
+        time.sleep(0.5)  # inside the model's own load
+        process.process.send_signal(signal.SIGTERM)
+        assert process.process.wait(10) == 0
+        assert "while the model was loading" in process.stderr()
+    finally:
+        process.stop()
