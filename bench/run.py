@@ -10,7 +10,8 @@ size (10 KB, 100 KB, 1 MB, 5 MB):
   (c) the same upload through local_endpoint.py, the local Web Action endpoint (in front of a
       shim of its own);
   (d) the floor: json.loads of that /run body and base64-decoding its __ow_body, in this process;
-  (e) with --baseline, the same /run to another shim (the 2019 one), served from the model's directory.
+  (e) with --baseline, the same /run to another shim (the 2019 one), served from the model's directory;
+  (f) the multipart upload to the runtime serving plain HTTP on $PORT (Knative, Cloud Run, Code Engine).
 
 The four take turns request by request, so that load from elsewhere on the machine hits them
 alike. Then the peak memory of (a) and (b) above their idle size, the cold start of both
@@ -236,6 +237,15 @@ def shim_server(shim: str, log_dir: str, name: str, env: Optional[Dict[str, str]
     return server
 
 
+def http_server(shim: str, log_dir: str) -> Server:
+    """The runtime serving the echo model as Knative, Cloud Run and Code Engine run it: plain HTTP on $PORT."""
+    port = free_port()
+    env = {"PORT": str(port), "K_SERVICE": ACTION_NAME, "K_REVISION": ACTION_NAME + "-00001"}
+    server = Server("http", [sys.executable, shim, "--host", "127.0.0.1"], port, ECHO_APP, env, log_dir)
+    server.wait_for_port()
+    return server
+
+
 def baseline_server(baseline: str, log_dir: str) -> Server:
     """The 2019 shim serving the echo model: run from the model's directory, its port from SEED_SHIM_PORT."""
     port = free_port()
@@ -375,7 +385,8 @@ class SizeResult(object):
         if self.upload.image_size in TARGET_SIZES:
             for key in ("shim", "http", "lambda"):
                 if key in self.timings:
-                    found.append(("%s adds at most the floor" % key, self.overhead(key) <= floor))
+                    label = next(path.label for path in self.paths if path.key == key)
+                    found.append(("%s adds at most the floor" % label, self.overhead(key) <= floor))
             found.append(("(b)'s memory rise", self.memory_excess("shim") <= MEMORY_TARGET_FACTOR * len(self.upload.run_body)))
         return found
 
@@ -383,8 +394,8 @@ class SizeResult(object):
         return all(met for _, met in self.targets())
 
 
-def request_paths(direct: Server, shim: Server, endpoint: Optional[Server],
-                  baseline: Optional[Server]) -> List[PathUnderTest]:
+def request_paths(direct: Server, shim: Server, endpoint: Optional[Server], baseline: Optional[Server],
+                  http: Server) -> List[PathUnderTest]:
     """The ways of sending an upload that are compared, each saying whether its answer was right."""
 
     def to_direct(upload: Upload) -> bool:
@@ -412,6 +423,11 @@ def request_paths(direct: Server, shim: Server, endpoint: Optional[Server],
             return answer == upload.image_size
 
         paths.append(PathUnderTest("baseline", "(e) 2019 shim /run", to_baseline, baseline))
+
+    def to_http(upload: Upload) -> bool:
+        return counted_bytes(*post(http.port, PREDICT_PATH, upload.body, upload.content_type)) == upload.image_size
+
+    paths.append(PathUnderTest("http", "(f) plain HTTP on $PORT", to_http, http))
     return paths
 
 
@@ -434,7 +450,9 @@ def measure_sizes(shim_path: str, runs: Dict[int, int], log_dir: str, with_endpo
         if baseline_path:
             baseline = baseline_server(baseline_path, log_dir)
             servers.append(baseline)
-        paths = request_paths(direct, shim, endpoint, baseline)
+        http = http_server(shim_path, log_dir)
+        servers.append(http)
+        paths = request_paths(direct, shim, endpoint, baseline, http)
         results = []
         for label, upload in uploads:
             count = runs[upload.image_size]
@@ -595,8 +613,9 @@ def report(shim_path: str, sizes: List[SizeResult], cold: ColdStart, concurrency
               "(a) multipart POST to the model's own server; (b) the invoker's /run JSON to this runtime as an "
               "OpenWhisk action, one connection per request; (c) the multipart POST through `local_endpoint.py` to "
               "the runtime; (d) the floor: `json.loads` of the /run body plus `base64.b64decode` of its `__ow_body`, "
-              "in one process; (e) the same /run to the 2019 shim (`--baseline`). \"added\" is the median over (a)'s. "
-              "Targets: (b) adds less than (e) at every size, and at most (d) at 1 MB and 5 MB.", "",
+              "in one process; (e) the same /run to the 2019 shim (`--baseline`); (f) the multipart POST to the runtime "
+              "serving plain HTTP (Knative, Cloud Run, Code Engine). \"added\" is the median over (a)'s. "
+              "Targets: (b) adds less than (e) at every size, and (b), (f) and (g) at most (d) at 1 MB and 5 MB.", "",
               "| image | request body | path | runs | median / p95 | added | added / floor |",
               "|---|---|---|---|---|---|---|"]
     passed = True
