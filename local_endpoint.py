@@ -24,10 +24,12 @@ import collections
 import decimal
 import glob
 import http.client
+import io
 import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import string
@@ -46,6 +48,7 @@ import openwhisk
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "examples", "max-example-digit-classifier")
 DEFAULT_SHIM = os.path.join(HERE, "openwhisk.py")
+SERVE_EXAMPLE = os.path.join(HERE, "scripts", "serve-example.sh")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3233
 DEFAULT_NAMESPACE = "guest"
@@ -56,6 +59,12 @@ DEFAULT_TIMEOUT = 60.0
 # How long an action may take to open its port: MAX models load their weights before listening.
 START_TIMEOUT = 300.0
 STOP_TIMEOUT = 10.0
+# The controller reads a whole request within toStrictEntity(30.seconds) (BasicHttpService.scala): a
+# deadline for the request, not for each read, so a trickle cannot hold a connection open.
+DEFAULT_READ_TIMEOUT = 30.0
+LISTEN_BACKLOG = 1024
+# What is kept of one line of an action's output; the rest is counted, not held.
+LOG_LINE_LIMIT = 64 * 1024
 RECENT_LINES = 20
 ACTION_VERSION = "0.0.1"
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
@@ -968,6 +977,8 @@ class Action(object):
         self.needs_restart = False
         # Concurrency is off, as the platform's default: one activation at a time per action.
         self.busy = threading.Lock()
+        self.process_lock = threading.Lock()
+        self.closed = False
 
     @property
     def qualified_name(self) -> str:
@@ -991,11 +1002,15 @@ class Action(object):
         environment[RESULT_LIMIT_ENV] = str(self.args.result_limit)  # the shim answers 413 past the same limit
         # Loopback only: the endpoint is the one way in, as the controller is on the platform.
         command = [self.args.python, self.args.shim, "--port", str(self.port), "--host", "127.0.0.1"]
-        try:
-            self.process = subprocess.Popen(command, cwd=self.model_dir, env=environment, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        except OSError as error:
-            raise ActionStartError("action %s: cannot run %s: %s" % (self.full_name, " ".join(command), error))
+        with self.process_lock, _signals_deferred():
+            if self.closed:
+                raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
+            try:
+                self.process = subprocess.Popen(command, cwd=self.model_dir, env=environment,
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, start_new_session=True)
+            except OSError as error:
+                raise ActionStartError("action %s: cannot run %s: %s" % (self.full_name, " ".join(command), error))
         self.run_ids = []
         self.pumps = [threading.Thread(target=self._pump, args=(stream, label, self.run_ids), daemon=True)
                       for stream, label in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))]
@@ -1062,8 +1077,12 @@ class Action(object):
         finally:
             self.busy.release()
 
-    def stop(self) -> None:
-        process = self.process
+    def stop(self, final: bool = False) -> None:
+        """End the local action process and everything it started. `final`: no new one starts after
+        this (a restart under way in a request's thread is refused), so none outlives the endpoint."""
+        with self.process_lock:
+            self.closed = self.closed or final
+            process = self.process
         if process is None or process.poll() is not None:
             return
         try:
@@ -1110,16 +1129,19 @@ class Action(object):
         """Show the action's output, each line under the activation it belongs to: the one whose
         sentinel line has not been seen yet on this stream."""
         segment = 0
-        for raw in iter(stream.readline, b""):
-            text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            ended = text.endswith(SENTINEL)
-            if ended:
-                text = text[:-len(SENTINEL)]
+        while True:
+            line = _read_capped_line(stream)
+            if line is None:
+                break
+            kept, cut, ended = line
+            text = kept.decode("utf-8", "replace")
+            if cut:
+                text += " ... [%d more bytes of this line not shown]" % cut
             if text or not ended:
                 activation = run_ids[segment] if segment < len(run_ids) else None
-                line = " ".join(part for part in (self.full_name, activation, label + ":", text) if part)
-                self.recent_output.append(line)
-                say(line)
+                line_shown = " ".join(part for part in (self.full_name, activation, label + ":", text) if part)
+                self.recent_output.append(line_shown)
+                say(line_shown)
             if ended:
                 segment += 1
         stream.close()
@@ -1131,6 +1153,31 @@ class Action(object):
         if not self.recent_output:
             return message
         return message + "; its last output:\n" + "\n".join("  " + line for line in self.recent_output)
+
+
+def _read_capped_line(stream: Any) -> Optional[Tuple[bytes, int, bool]]:
+    """The next line of an action's output, without its line end and without a sentinel ending it:
+    (its first LOG_LINE_LIMIT bytes, how many more it had, whether the sentinel ended it); None at
+    the end. The rest of a long line is read in pieces and counted, never held."""
+    kept = stream.readline(LOG_LINE_LIMIT)
+    if not kept:
+        return None
+    sentinel = SENTINEL.encode("ascii")
+    cut, tail, last = 0, kept[-(len(sentinel) + 2):], kept
+    while not last.endswith(b"\n"):
+        last = stream.readline(LOG_LINE_LIMIT)
+        if not last:
+            break
+        cut += len(last)
+        tail = (tail + last)[-(len(sentinel) + 2):]
+    line_end = len(tail) - len(tail.rstrip(b"\r\n"))
+    ended = tail[:len(tail) - line_end].endswith(sentinel)
+    drop = line_end + (len(sentinel) if ended else 0)  # what comes off the end of the whole line
+    if drop > cut:
+        kept, cut = kept[:len(kept) - (drop - cut)], 0
+    else:
+        cut -= drop
+    return kept, cut, ended
 
 
 def new_activation_id() -> str:
@@ -1169,6 +1216,7 @@ def _accepts_connections(host: str, port: int) -> bool:
 class EndpointServer(ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -1176,11 +1224,45 @@ class EndpointServer(ThreadingMixIn, HTTPServer):
         HTTPServer.__init__(self, (args.host, args.port), WebActionHandler)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's input where every read waits only for what is left of the request's deadline."""
+
+    def __init__(self, connection: socket.socket):
+        io.RawIOBase.__init__(self)
+        self.connection = connection
+        self.deadline = None  # type: Optional[float]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("the request was not read within its deadline")
+            self.connection.settimeout(left)
+        return self.connection.recv_into(buffer)
+
+
 class WebActionHandler(BaseHTTPRequestHandler):
     """The controller's web route, /api/v1/web/..., for every action the endpoint serves."""
 
     protocol_version = "HTTP/1.1"
     server = None  # type: EndpointServer
+
+    def setup(self) -> None:
+        BaseHTTPRequestHandler.setup(self)
+        self.reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader, 65536)
+
+    def handle_one_request(self) -> None:
+        # Each request, the first line included (an idle kept-alive connection too), gets the whole deadline.
+        self.reader.deadline = time.monotonic() + self.server.args.read_timeout
+        BaseHTTPRequestHandler.handle_one_request(self)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if args and isinstance(args[0], socket.timeout):
+            say("-: closed a connection: no whole request within %g s" % self.server.args.read_timeout)
 
     def do_GET(self) -> None:
         self._serve()
@@ -1210,6 +1292,13 @@ class WebActionHandler(BaseHTTPRequestHandler):
         except ValueError as error:
             self.close_connection = True
             return Reply(400, body=str(error).encode("utf-8"), content_type="text/plain; charset=UTF-8"), [], "-"
+        except socket.timeout:
+            self.close_connection = True
+            message = "The request was not read within %g s." % args.read_timeout
+            return Reply(408, body=message.encode("utf-8"), content_type="text/plain; charset=UTF-8"), [], "-"
+        # The request is in; its answer may take as long as the action does.
+        self.reader.deadline = None
+        self.connection.settimeout(None)
         if self.command not in ALLOWED_METHODS:
             message = "HTTP method not allowed, supported methods: " + ", ".join(ALLOWED_METHODS)
             return rejection_reply(405, message, transaction_id), [("Allow", ", ".join(ALLOWED_METHODS))], "-"
@@ -1344,6 +1433,25 @@ def parse_action(spec: str) -> Tuple[str, Optional[str], Optional[Tuple[str, int
     return _named(name or os.path.basename(model_dir)), model_dir, None
 
 
+def check_model_dependencies(name: str, model_dir: str, python: str) -> None:
+    """A model built on maxfw needs a Python that has it (and the rest of the model's requirements):
+    without it the shim could only report the model's ImportError, so say what to do instead."""
+    with open(os.path.join(model_dir, "app.py"), encoding="utf-8", errors="replace") as app:
+        if "maxfw" not in app.read():
+            return
+    probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('maxfw') else 3)"
+    try:
+        found = subprocess.run([python, "-c", probe], cwd=model_dir, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise UsageError("cannot run the Python %s for the model %s: %s" % (python, name, error))
+    if not found:
+        requirements = os.path.relpath(os.path.join(model_dir, "requirements.txt"))
+        raise UsageError("%s cannot import maxfw, which the model %s needs: run %s (it installs the example "
+                         "models' dependencies), or give --python a Python that has the model's dependencies "
+                         "(pip install -r %s)" % (python, name, os.path.relpath(SERVE_EXAMPLE), requirements))
+
+
 def _named(name: str) -> str:
     """NAME, or PACKAGE/NAME for an action in a package (the package "default" is no package)."""
     parts = name.split("/", 1)
@@ -1384,6 +1492,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="largest /run reply the invoker accepts (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="how long the controller waits for a result before answering 202 (default %(default)g)")
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
+                        help="how long a client may take to send a whole request (default %(default)g)")
     parser.add_argument("--python", default=sys.executable, metavar="PATH",
                         help="the Python that runs the shim for model directories (default: this one)")
     parser.add_argument("--shim", default=DEFAULT_SHIM, metavar="PATH",
@@ -1391,12 +1501,41 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class Shutdown(Exception):
-    """SIGTERM: stop serving and stop the actions, like Ctrl-C."""
+class Shutdown(BaseException):
+    """SIGINT or SIGTERM: stop serving and stop the actions. A BaseException, as KeyboardInterrupt is,
+    so that no `except Exception` on the way (the server loop's, a request's) can swallow it."""
 
 
-def _raise_shutdown(signum: int, frame: Any) -> None:
-    raise Shutdown()
+class _StopState(object):
+    """Set by the stop signal handler, which runs in the main thread only. Plain attributes, not a
+    threading.Event: setting an Event takes a lock that the interrupted main thread may hold."""
+
+    requested = False
+    deferring = False
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    if _StopState.requested:
+        return  # a second signal (a supervisor repeating it, Ctrl-C twice) must not cut the cleanup short
+    _StopState.requested = True
+    if not _StopState.deferring:
+        raise Shutdown()
+
+
+class _signals_deferred(object):
+    """In the main thread, a stop signal arriving inside waits until the block is done: a process or
+    thread is started and recorded as a whole, never started and then lost, so the stop can end it."""
+
+    def __enter__(self) -> None:
+        self.applies = threading.current_thread() is threading.main_thread() and not _StopState.deferring
+        if self.applies:
+            _StopState.deferring = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.applies:
+            _StopState.deferring = False
+            if _StopState.requested:
+                raise Shutdown()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -1409,32 +1548,53 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise UsageError("two actions are named %s; name them apart with NAME=..." % duplicates[0])
         if any(model_dir for _, model_dir, _ in specs) and not os.path.isfile(args.shim):
             raise UsageError("the shim %s does not exist" % args.shim)
+        for name, model_dir, _ in specs:
+            if model_dir is not None:
+                check_model_dependencies(name, model_dir, args.python)
         server = _listen(args)
     except UsageError as error:
         sys.stderr.write("local_endpoint.py: error: %s\n" % error)
         return 2
-    signal.signal(signal.SIGTERM, _raise_shutdown)
+    # Both signals are handled here, whatever was inherited: a shell without job control starts a
+    # background command with SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
+    # The kernel may hand the signal to any thread, and Python runs the handler in the main thread
+    # only once that thread runs again: the main thread waits on this pipe, which the signal wakes.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
     actions = [Action(name, args, model_dir, address) for name, model_dir, address in specs]
+    serving = threading.Thread(target=server.serve_forever, name="server", daemon=True)
     try:
         for action in actions:
             server.actions[action.route_key] = action
             action.launch()
         for action in actions:
             action.initialize()
+        # The server loop runs in its own thread; this one only waits for a stop signal, so the
+        # signal never lands inside the loop's or a request's exception handling. The thread is
+        # started as a whole (signals deferred), so that the stop below knows whether to end it.
+        with _signals_deferred():
+            serving.start()
         _announce(args, actions)
-        server.serve_forever()
+        while True:  # until a stop signal's handler raises Shutdown here
+            select.select([wake_read], [], [])
+            os.read(wake_read, 512)
     except ActionStartError as error:
         sys.stderr.write("local_endpoint.py: error: %s\n" % error)
         return 2
-    except (KeyboardInterrupt, Shutdown):
+    except Shutdown:
         pass
     finally:
-        # A second signal (a supervisor repeating it, Ctrl-C twice) must not cut the cleanup short.
+        _StopState.requested = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if serving.is_alive():
+            server.shutdown()
         server.server_close()
         for action in actions:
-            action.stop()
+            action.stop(final=True)
     return 0
 
 
