@@ -511,6 +511,19 @@ def decode_headers(header_items: List[Tuple[str, str]]) -> List[Tuple[str, str]]
     return decoded
 
 
+def _refuse_conflicting_content_types(header_items: List[Tuple[str, str]]) -> None:
+    """HttpMessageParser: two Content-Type headers that parse to different types fail the request
+    (conflicting-content-type-header-processing-mode = error); the same one repeated is accepted."""
+    types = set()
+    for name, value in header_items:
+        if name.lower() == "content-type":
+            parsed = parse_media_type(value)
+            if parsed is not None:
+                types.add(parsed.render(parsed.charset))
+    if len(types) > 1:
+        raise ValueError("HTTP message must not contain more than one Content-Type header")
+
+
 def _decode_header_value(raw: bytes) -> str:
     out = []
     at = 0
@@ -546,6 +559,8 @@ def build_params(method: str, route: WebRoute, header_items: List[Tuple[str, str
             if parsed is not None:
                 declared = declared or parsed
                 continue
+        if lower == "connection" and lower in ow_headers:
+            continue  # pekko keeps the first Connection header; later ones only add connection tokens
         ow_headers[lower] = value  # a repeated header keeps its last value
     entity_type = declared or (OCTET_STREAM if body else None)
     if entity_type is not None:
@@ -1220,8 +1235,13 @@ class EndpointServer(ThreadingMixIn, HTTPServer):
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.actions = {}  # type: Dict[str, Action]
+        self.actions = {}  # type: Dict[Tuple[str, str], Action]
         HTTPServer.__init__(self, (args.host, args.port), WebActionHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up before its answer is written is routine, not a fault to trace.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            HTTPServer.handle_error(self, request, client_address)
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -1308,6 +1328,7 @@ class WebActionHandler(BaseHTTPRequestHandler):
                          content_type="text/plain; charset=UTF-8"), [], "-"
         try:
             header_items = decode_headers(self.headers.items())
+            _refuse_conflicting_content_types(header_items)
         except ValueError as error:
             self.close_connection = True
             return Reply(400, body=("Illegal request header: %s" % error).encode("utf-8"),

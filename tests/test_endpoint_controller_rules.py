@@ -33,6 +33,8 @@ def raw_request(port: int, head: bytes, body: bytes = b"") -> Tuple[int, bytes]:
             if not piece:
                 break
             received += piece
+    while received.startswith(b"HTTP/1.1 100 "):  # an interim 100 Continue, answering Expect
+        received = received.partition(b"\r\n\r\n")[2]
     status_line, _, rest = received.partition(b"\r\n")
     return int(status_line.split()[1]), rest
 
@@ -296,3 +298,31 @@ def test_run_carries_the_fully_qualified_action_name_and_namespace() -> None:
     inits = [action.inits[-1]["value"]["env"]["__OW_ACTION_NAME"] for action in (plain, packaged)]
     assert inits == ["/team/plain", "/team/tools/packed"]
     assert packaged.inits[-1]["value"]["name"] == "packed"
+
+
+# ----------------------------------------------------------------------------- headers pekko's parser treats apart
+
+
+def test_connection_keeps_its_first_value_and_expect_reaches_the_action(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
+    # HttpMessageParser.parseHeaderLines: the first Connection header is kept among the headers (later
+    # ones only add tokens to the connection handling); Expect is kept too.
+    endpoint, action = echo
+    head = (b"POST " + web("echo").encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n"
+            b"Connection: x-second\r\nExpect: 100-continue\r\n")
+    status, _ = raw_request(endpoint.port, head, b"hi")
+    assert status == 200
+    headers = last_params(action)["__ow_headers"]
+    assert (headers["connection"], headers["expect"]) == ("keep-alive", "100-continue")
+
+
+def test_two_different_content_types_are_refused(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
+    # HttpMessageParser: a second, different Content-Type fails the message (the default
+    # conflicting-content-type-header-processing-mode is `error`); the same one twice is accepted.
+    endpoint, action = echo
+    runs = len(action.runs)
+    head = b"POST " + web("echo").encode() + b" HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n"
+    status, rest = raw_request(endpoint.port, head, b"hi")
+    assert status == 400 and b"more than one Content-Type header" in rest
+    assert len(action.runs) == runs
+    head = b"POST " + web("echo").encode() + b" HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Type: text/plain\r\n"
+    assert raw_request(endpoint.port, head, b"hi")[0] == 200
