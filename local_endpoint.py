@@ -9,7 +9,7 @@ It stands in for the two platform parts between a web client and an action conta
 controller, which turns a request to /api/v1/web/<namespace>/<package>/<action> into the action's
 parameters and turns the result back into an HTTP response, and the invoker, which sends /init once
 and one /run per activation to the container and reads its reply. The rules follow Apache
-OpenWhisk's source (the controller's WebActions.scala, the invoker's container clients, akka-http's
+OpenWhisk's source (the controller's WebActions.scala, the invoker's container clients, pekko-http's
 media types and URI rendering), quirks included, so curl shows here what it shows in front of the
 deployed action.
 
@@ -78,10 +78,10 @@ CORS_METHODS = "OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH"
 CORS_HEADERS = "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent"
 EXTENSIONS = (".http", ".json", ".html", ".svg", ".text")
 RESERVED_PARAMS = frozenset(["__ow_method", "__ow_headers", "__ow_path", "__ow_user", "__ow_query", "__ow_body"])
-# Response headers akka-http never renders from a raw header: it sets them itself.
+# Response headers pekko-http never renders from a raw header: it sets them itself.
 SUPPRESSED_HEADERS = frozenset(["content-type", "content-length", "transfer-encoding", "date", "server", "connection"])
 
-# The controller's messages (object Messages in ErrorResponse.scala) and akka-http's default rejections.
+# The controller's messages (object Messages in ErrorResponse.scala) and pekko-http's default rejections.
 RESOURCE_NOT_FOUND = "The requested resource does not exist."
 ROUTE_NOT_FOUND = "The requested resource could not be found."
 ERROR_PROCESSING = "There was an error processing your request."
@@ -94,7 +94,7 @@ ABNORMAL_RUN = "The action did not produce a valid response and exited unexpecte
 
 NO_BODY_STATUSES = frozenset([204, 205, 304])
 
-# akka-http's registered media types (the shim holds the table). Text types with a fixed charset are
+# pekko-http's registered media types (the shim holds the table). Text types with a fixed charset are
 # rendered without one; the other text types carry '; charset=UTF-8' in a response.
 TEXT_FIXED_CHARSET = frozenset(
     """
@@ -161,7 +161,7 @@ _ENTITY_NAME = re.compile(r"\A([\w]|[\w][\w@ .-]*[\w@.-]+)\Z", re.ASCII)
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _BASE64_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/")
 _JAVA_WHITESPACE = "".join(chr(code) for code in range(33))  # what java.lang.String.trim strips
-# Characters akka-http leaves unencoded when it renders a query (strict-query-char-np) or a path segment.
+# Characters pekko-http leaves unencoded when it renders a query (strict-query-char-np) or a path segment.
 _QUERY_SAFE = frozenset(string.ascii_letters + string.digits + "-._~!$'()*,@:/?")
 _PATH_SAFE = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=@:")
 _TID_CHARACTERS = string.ascii_letters + string.digits
@@ -383,7 +383,7 @@ def decode_base64(text: str) -> Optional[bytes]:
     return base64.b64decode(data + "=" * (-len(data) % 4))
 
 
-# ----------------------------------------------------------------------------- the URL as akka-http reads it
+# ----------------------------------------------------------------------------- the URL as pekko-http reads it
 
 
 class WebRoute(object):
@@ -410,7 +410,7 @@ def match_route(raw_path: bytes) -> Optional[WebRoute]:
     extension = next((ext for ext in EXTENSIONS if action.endswith(ext)), ".http")
     if action.endswith(extension):
         action = action[:-len(extension)]
-    # The unmatched path, re-rendered: decoded, then encoded again by akka's rules (%7e -> ~, " -> %22).
+    # The unmatched path, re-rendered: decoded, then encoded again by pekko's rules (%7e -> ~, " -> %22).
     path = "".join("/" + _encode(_decode(segment, plus_is_space=False), _PATH_SAFE, False) for segment in segments[3:])
     return WebRoute(namespace, package, action, extension, path)
 
@@ -478,7 +478,7 @@ def error_reply(status: int, message: str, transaction_id: str) -> Reply:
 
 
 def rejection_reply(status: int, message: str, transaction_id: str) -> Reply:
-    """akka-http's default rejection, wrapped by the controller's rejection handler (compact JSON)."""
+    """pekko-http's default rejection, wrapped by the controller's rejection handler (compact JSON)."""
     body = render_json({"error": message, "code": transaction_id})
     return Reply(status, body=body.encode("utf-8"), content_type="application/json", negotiated=False)
 
@@ -486,7 +486,7 @@ def rejection_reply(status: int, message: str, transaction_id: str) -> Reply:
 class RequestRejected(Exception):
     """The controller refuses the request before any activation.
 
-    `in_route` tells a refusal made inside the web route (it gets the CORS headers) from an akka
+    `in_route` tells a refusal made inside the web route (it gets the CORS headers) from a pekko
     rejection (it does not).
     """
 
@@ -702,7 +702,7 @@ def _status_code(value: Any) -> int:
 
 
 def _plain_headers(headers: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
-    """The action's headers as akka renders them: Content-Type and the ones it sets itself are dropped.
+    """The action's headers as pekko renders them: Content-Type and the ones it sets itself are dropped.
 
     A header that would break the response framing (a bad name, a line break) is dropped too.
     """
@@ -1116,6 +1116,8 @@ class Action(object):
             self.needs_restart = True
 
     def _restart(self) -> None:
+        if self.closed:
+            raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
         say("%s: starting a new action process (the previous one timed out or failed)" % self.full_name)
         self.stop()
         self.launch()
@@ -1290,7 +1292,7 @@ class WebActionHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
     def __getattr__(self, name: str) -> Any:
-        # Any other method reaches the route too (and is refused there with 405, as akka does).
+        # Any other method reaches the route too (and is refused there with 405, as pekko does).
         if name.startswith("do_"):
             return self._serve
         raise AttributeError(name)

@@ -11,6 +11,7 @@ parsing (Uri.Query in strict mode, UriParser.scala).
 
 import base64
 import json
+import re
 import socket
 from typing import Any, Dict, Tuple
 
@@ -24,17 +25,23 @@ UNKNOWN_TYPE = "Response did not specify a known content-type."
 
 
 def raw_request(port: int, head: bytes, body: bytes = b"") -> Tuple[int, bytes]:
-    """Send bytes as they are (headers with non-ASCII bytes), read the status line and the rest."""
+    """Send bytes as they are (headers with non-ASCII bytes), read the status line and the rest: up
+    to the end of the body its Content-Length announces, or until the endpoint closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
         connection.sendall(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
         received = b""
         while True:
+            while received.startswith(b"HTTP/1.1 100 "):  # an interim 100 Continue, answering Expect
+                received = received.partition(b"\r\n\r\n")[2]
+            head_end = received.find(b"\r\n\r\n")
+            if head_end >= 0:
+                length = re.search(rb"\r\nContent-Length: *([0-9]+)", received[:head_end], re.IGNORECASE)
+                if length and len(received) >= head_end + 4 + int(length.group(1)):
+                    break
             piece = connection.recv(65536)
             if not piece:
                 break
             received += piece
-    while received.startswith(b"HTTP/1.1 100 "):  # an interim 100 Continue, answering Expect
-        received = received.partition(b"\r\n\r\n")[2]
     status_line, _, rest = received.partition(b"\r\n")
     return int(status_line.split()[1]), rest
 
@@ -326,3 +333,17 @@ def test_two_different_content_types_are_refused(echo: Tuple[LocalEndpoint, Tiny
     assert len(action.runs) == runs
     head = b"POST " + web("echo").encode() + b" HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Type: text/plain\r\n"
     assert raw_request(endpoint.port, head, b"hi")[0] == 200
+
+
+def test_a_text_result_takes_the_charset_accept_charset_prefers(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
+    # resultAsText completes with a String: pekko's String marshaller has an open charset, so
+    # ContentNegotiator picks one (CharsetNegotiator.pickBest: the first listed, UTF-8 for '*' or none).
+    endpoint, action = echo
+    reply_with(action, {"body": "caf\u00e9"})
+    response = endpoint.request("GET", web("echo.text"), headers={"Accept-Charset": "latin1;q=0.9, *;q=0.1"})
+    assert (response.status, response.header("Content-Type"), response.body) == (
+        200, "text/plain; charset=ISO-8859-1", b"caf\xe9")
+    response = endpoint.request("GET", web("echo.text"), headers={"Accept-Charset": "*"})
+    assert (response.header("Content-Type"), response.body) == ("text/plain; charset=UTF-8", b"caf\xc3\xa9")
+    response = endpoint.request("GET", web("echo.text"))
+    assert (response.header("Content-Type"), response.body) == ("text/plain; charset=UTF-8", b"caf\xc3\xa9")
