@@ -103,7 +103,6 @@ TEXT_FIXED_CHARSET = frozenset(
     """.split())
 TEXT_OPEN_CHARSET = openwhisk.REGISTERED_TEXT_TYPES - TEXT_FIXED_CHARSET
 BINARY_TYPES = openwhisk.REGISTERED_BINARY_TYPES
-REGISTERED_TYPES = BINARY_TYPES | TEXT_FIXED_CHARSET | TEXT_OPEN_CHARSET
 
 def _charset_registry(table: str) -> Dict[str, str]:
     """HttpCharsets: each charset under its lowercased name and aliases, as getForKeyCaseInsensitive finds it."""
