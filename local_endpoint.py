@@ -9,7 +9,7 @@ It stands in for the two platform parts between a web client and an action conta
 controller, which turns a request to /api/v1/web/<namespace>/<package>/<action> into the action's
 parameters and turns the result back into an HTTP response, and the invoker, which sends /init once
 and one /run per activation to the container and reads its reply. The rules follow Apache
-OpenWhisk's source (the controller's WebActions.scala, the invoker's container clients, akka-http's
+OpenWhisk's source (the controller's WebActions.scala, the invoker's container clients, pekko-http's
 media types and URI rendering), quirks included, so curl shows here what it shows in front of the
 deployed action.
 
@@ -24,10 +24,12 @@ import collections
 import decimal
 import glob
 import http.client
+import io
 import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import string
@@ -46,6 +48,7 @@ from serverless_max import media_types
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "examples", "max-example-digit-classifier")
 DEFAULT_SHIM = os.path.join(HERE, "openwhisk.py")
+SERVE_EXAMPLE = os.path.join(HERE, "scripts", "serve-example.sh")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3233
 DEFAULT_NAMESPACE = "guest"
@@ -56,22 +59,29 @@ DEFAULT_TIMEOUT = 60.0
 # How long an action may take to open its port: MAX models load their weights before listening.
 START_TIMEOUT = 300.0
 STOP_TIMEOUT = 10.0
+# The controller reads a whole request within toStrictEntity(30.seconds) (BasicHttpService.scala): a
+# deadline for the request, not for each read, so a trickle cannot hold a connection open.
+DEFAULT_READ_TIMEOUT = 30.0
+LISTEN_BACKLOG = 1024
+# What is kept of one line of an action's output; the rest is counted, not held.
+LOG_LINE_LIMIT = 64 * 1024
 RECENT_LINES = 20
 ACTION_VERSION = "0.0.1"
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 RESULT_LIMIT_ENV = "SERVERLESS_MAX_RESULT_LIMIT"
 WEB_PREFIX = b"/api/v1/web/"
 TRANSACTION_HEADER = "X-Request-ID"
+EXTRA_LOGGING_HEADER = "x-ow-extra-logging"
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
 ALLOWED_METHODS = ("GET", "DELETE", "POST", "PUT", "HEAD", "OPTIONS", "PATCH")
 CORS_METHODS = "OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH"
 CORS_HEADERS = "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent"
 EXTENSIONS = (".http", ".json", ".html", ".svg", ".text")
 RESERVED_PARAMS = frozenset(["__ow_method", "__ow_headers", "__ow_path", "__ow_user", "__ow_query", "__ow_body"])
-# Response headers akka-http never renders from a raw header: it sets them itself.
+# Response headers pekko-http never renders from a raw header: it sets them itself.
 SUPPRESSED_HEADERS = frozenset(["content-type", "content-length", "transfer-encoding", "date", "server", "connection"])
 
-# The controller's messages (object Messages in ErrorResponse.scala) and akka-http's default rejections.
+# The controller's messages (object Messages in ErrorResponse.scala) and pekko-http's default rejections.
 RESOURCE_NOT_FOUND = "The requested resource does not exist."
 ROUTE_NOT_FOUND = "The requested resource could not be found."
 ERROR_PROCESSING = "There was an error processing your request."
@@ -82,14 +92,9 @@ UNKNOWN_CONTENT_TYPE = "Response did not specify a known content-type."
 CONTENT_TYPE_MISMATCH = "Response type in header did not match generated content type."
 ABNORMAL_RUN = "The action did not produce a valid response and exited unexpectedly."
 
-# Status codes akka-http knows; the controller refuses any other statusCode in a result.
-REGISTERED_STATUS_CODES = frozenset(
-    list(range(100, 104)) + list(range(200, 209)) + [226] + list(range(300, 306)) + [307, 308]
-    + list(range(400, 419)) + list(range(420, 427)) + [428, 429, 431, 449, 450, 451]
-    + list(range(500, 512)) + [598, 599])
 NO_BODY_STATUSES = frozenset([204, 205, 304])
 
-# akka-http's registered media types (the shim holds the table). Text types with a fixed charset are
+# pekko-http's registered media types (the shim holds the table). Text types with a fixed charset are
 # rendered without one; the other text types carry '; charset=UTF-8' in a response.
 TEXT_FIXED_CHARSET = frozenset(
     """
@@ -98,18 +103,64 @@ TEXT_FIXED_CHARSET = frozenset(
     """.split())
 TEXT_OPEN_CHARSET = media_types.REGISTERED_TEXT_TYPES - TEXT_FIXED_CHARSET
 BINARY_TYPES = media_types.REGISTERED_BINARY_TYPES
-REGISTERED_TYPES = BINARY_TYPES | TEXT_FIXED_CHARSET | TEXT_OPEN_CHARSET
-# akka-http's registered charsets, by the spellings clients use; others are passed on as written.
-CHARSET_NAMES = {"utf-8": "UTF-8", "utf8": "UTF-8", "iso-8859-1": "ISO-8859-1", "latin1": "ISO-8859-1",
-                 "us-ascii": "US-ASCII", "ascii": "US-ASCII", "utf-16": "UTF-16", "utf-16be": "UTF-16BE",
-                 "utf-16le": "UTF-16LE"}
 
+def _charset_registry(table: str) -> Dict[str, str]:
+    """HttpCharsets: each charset under its lowercased name and aliases, as getForKeyCaseInsensitive finds it."""
+    registry = {}  # type: Dict[str, str]
+    for line in table.strip().splitlines():
+        names = line.split()
+        for name in names:
+            registry[name.lower()] = names[0]
+    return registry
+
+
+# pekko-http's HttpCharsets (HttpCharset.scala): the name it renders, then its aliases. Any other
+# charset is kept as written (HttpCharset.custom).
+CHARSETS = _charset_registry("""
+    US-ASCII iso-ir-6 ANSI_X3.4-1968 ANSI_X3.4-1986 ISO_646.irv:1991 ASCII ISO646-US us IBM367 cp367 csASCII
+    ISO-8859-1 iso-ir-100 ISO_8859-1 latin1 l1 IBM819 CP819 csISOLatin1
+    UTF-8 UTF8
+    UTF-16 UTF16
+    UTF-16BE
+    UTF-16LE
+    ISO-8859-2 iso-ir-101 ISO_8859-2 latin2 l2 csISOLatin2
+    ISO-8859-3 iso-ir-109 ISO_8859-3 latin3 l3 csISOLatin3
+    ISO-8859-4 iso-ir-110 ISO_8859-4 latin4 l4 csISOLatin4
+    ISO-8859-5 iso-ir-144 ISO_8859-5 cyrillic csISOLatinCyrillic
+    ISO-8859-6 iso-ir-127 ISO_8859-6 ECMA-114 ASMO-708 arabic csISOLatinArabic
+    ISO-8859-7 iso-ir-126 ISO_8859-7 ELOT_928 ECMA-118 greek greek8 csISOLatinGreek
+    ISO-8859-8 iso-ir-138 ISO_8859-8 hebrew csISOLatinHebrew
+    ISO-8859-9 iso-ir-148 ISO_8859-9 latin5 l5 csISOLatin5
+    ISO-8859-10 iso-ir-157 l6 ISO_8859-10 csISOLatin6 latin6
+    UTF-32 UTF32
+    UTF-32BE
+    UTF-32LE
+    windows-1250 cp1250 cp5346
+    windows-1251 cp1251 cp5347
+    windows-1252 cp1252 cp5348
+    windows-1253 cp1253 cp5349
+    windows-1254 cp1254 cp5350
+    windows-1257 cp1257 cp5353
+    """)
+
+# pekko-http's character classes (CharacterClasses.scala) and rules (CommonRules.scala).
+_TCHAR = frozenset("!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits)
+_OWS = re.compile(r"(?:(?:\r\n)?[ \t]+)*")
+_TOKEN_AT = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_QUOTED_STRING = re.compile(r'"((?:[\t !#-\[\]-~\x80-\ufffe]|\\[\t -~\x80-\ufffe])*)"')
+_JAVA_INT = re.compile(r"\A[+-]?\d+\Z")  # str patterns: \d is any Unicode decimal digit, as Character.digit
+_SUBTYPE_WILDCARD = re.compile(r"\*(?![!#$%&'*+\-.^_`|~0-9A-Za-z])")
+_WEIGHT = re.compile(r";[ \t]*q[ \t]*=[ \t]*(0(?:\.[0-9]*)?|\.[0-9]+|1(?:\.0*)?)[ \t]*")
 _TOKEN = re.compile(r"\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# A form as Uri.Query parses it in strict mode (UriParser.scala): pairs split by '&', key and value by one
+# '=', each of unreserved characters, "!$'()*+,@:/?" and percent-encoded bytes. Its end is where it fails.
+_FORM_PART = rb"(?:[A-Za-z0-9\-._~!$'()*+,@:/?]|%[0-9A-Fa-f]{2})*"
+_STRICT_FORM = re.compile(rb"(?:%s(?:=%s)?(?:&%s(?:=%s)?)*)?" % ((_FORM_PART,) * 4))
 _ENTITY_NAME = re.compile(r"\A([\w]|[\w][\w@ .-]*[\w@.-]+)\Z", re.ASCII)
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _BASE64_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/")
 _JAVA_WHITESPACE = "".join(chr(code) for code in range(33))  # what java.lang.String.trim strips
-# Characters akka-http leaves unencoded when it renders a query (strict-query-char-np) or a path segment.
+# Characters pekko-http leaves unencoded when it renders a query (strict-query-char-np) or a path segment.
 _QUERY_SAFE = frozenset(string.ascii_letters + string.digits + "-._~!$'()*,@:/?")
 _PATH_SAFE = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=@:")
 _TID_CHARACTERS = string.ascii_letters + string.digits
@@ -172,20 +223,21 @@ def _json_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-# ----------------------------------------------------------------------------- media types as akka-http models them
+# ----------------------------------------------------------------------------- media types as pekko-http models them
 
 
 class MediaType(object):
-    """A Content-Type value: binary, or text whose charset is fixed (never rendered) or open."""
+    """A Content-Type value as pekko-http's ContentType: a media type (main and subtype lowercased,
+    parameters sorted by name) and, apart from it, a charset. `kind` is binary, text whose charset is
+    fixed (never rendered), or text whose charset is open (rendered when there is one)."""
 
     def __init__(self, main: str, sub: str, params: List[Tuple[str, str]], charset: Optional[str]):
         self.main = main.lower()
         self.essence = self.main + "/" + sub.lower()
         self.params = params
         self.charset = charset
-        # A registered type renders with its registered (lowercase) name; another keeps its subtype's case.
-        registered = self.essence in REGISTERED_TYPES or self.main == "multipart"
-        self.name = self.essence if registered else self.main + "/" + sub
+        # MediaType.value, which MediaType.equals compares (ignoring case): the parameters are part of it.
+        self.value = self.essence + "".join("; %s=%s" % (key, _quote_parameter(raw)) for key, raw in params)
         if self.main == "multipart" or self.essence in BINARY_TYPES:
             self.kind = "binary"
         elif self.essence in TEXT_FIXED_CHARSET:
@@ -193,47 +245,111 @@ class MediaType(object):
         elif self.essence in TEXT_OPEN_CHARSET or charset is not None:
             self.kind = "open"
         else:
-            self.kind = "binary"  # an unregistered type without a charset
+            self.kind = "binary"  # an unregistered type without a charset (MediaType.customBinary)
+
+    def equals(self, essence: str) -> bool:
+        """`mediaType == MediaTypes.x`: only the registered type itself, without parameters."""
+        return self.value == essence
 
     @property
     def is_json_family(self) -> bool:
-        return self.essence == "application/json" or self.essence.endswith("+json")
+        """WhiskWebActionsApi.isJsonFamily: exactly application/json, or a value ending in +json."""
+        return self.equals("application/json") or self.value.endswith("+json")
 
     def render(self, charset: Optional[str]) -> str:
-        rendered = self.name + "".join("; %s=%s" % (key, _quote_parameter(value)) for key, value in self.params)
+        """ContentType.toString: the media type's value, then the charset if the type takes one."""
         if self.kind == "open" and charset is not None:
-            rendered += "; charset=" + charset
-        return rendered
+            return self.value + "; charset=" + charset
+        return self.value
+
+
+class _Grammar(object):
+    """A cursor over a header value, with the rules of pekko-http's CommonRules.scala."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.at = 0
+
+    def done(self) -> bool:
+        return self.at == len(self.text)
+
+    def take(self, character: str) -> bool:
+        if self.text.startswith(character, self.at):
+            self.at += 1
+            return True
+        return False
+
+    def ows(self) -> None:
+        """OWS, with obsolete line folding."""
+        match = _OWS.match(self.text, self.at)
+        self.at = match.end()
+
+    def token(self) -> Optional[str]:
+        """token: one or more tchar, then OWS."""
+        match = _TOKEN_AT.match(self.text, self.at)
+        if match is None:
+            return None
+        self.at = match.end()
+        self.ows()
+        return match.group(0)
+
+    def word(self) -> Optional[str]:
+        """word: a token or a quoted-string (then OWS)."""
+        token = self.token()
+        if token is not None:
+            return token
+        match = _QUOTED_STRING.match(self.text, self.at)
+        if match is None:
+            return None
+        self.at = match.end()
+        self.ows()
+        return re.sub(r"\\(.)", r"\1", match.group(1), flags=re.DOTALL)
+
+    def parameters(self) -> List[Tuple[str, str]]:
+        """zeroOrMore(ws(';') ~ parameter): a ';' without a whole parameter after it is not consumed."""
+        found = []
+        while True:
+            start = self.at
+            if not self.take(";"):
+                return found
+            self.ows()
+            key = self.token()
+            if key is not None and self.take("="):
+                self.ows()
+                value = self.word()
+                if value is not None:
+                    found.append((key, value))
+                    continue
+            self.at = start
+            return found
 
 
 def parse_media_type(value: str) -> Optional[MediaType]:
-    """akka-http's parse of a Content-Type value, or None when it is not one."""
-    media, *parameters = value.split(";")
-    main, slash, sub = media.strip().partition("/")
-    if not slash or not _TOKEN.match(main) or not _TOKEN.match(sub):
+    """pekko-http's `content-type` rule (`media-type` ~ EOI), or None when the value is not one."""
+    grammar = _Grammar(value)
+    main = grammar.token()
+    if main is None or not grammar.take("/"):
         return None
-    params = []  # type: List[Tuple[str, str]]
+    sub = grammar.token()
+    if sub is None:
+        return None
+    parameters = grammar.parameters()
+    if not grammar.done():
+        return None
     charset = None
-    for parameter in parameters:
-        if not parameter.strip():
-            continue
-        key, equals, raw = parameter.strip().partition("=")
-        key, raw = key.strip().lower(), raw.strip()
-        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-        elif not _TOKEN.match(raw):
-            return None
-        if not equals or not _TOKEN.match(key):
-            return None
-        if key == "charset":
-            charset = CHARSET_NAMES.get(raw.lower(), raw)
+    by_name = {}  # type: Dict[str, str]
+    for key, raw in parameters:
+        if key.lower() == "charset":
+            charset = CHARSETS.get(raw.lower(), raw)  # HttpCharsets.getForKeyCaseInsensitive, else custom
         else:
-            params.append((key, raw))
-    return MediaType(main, sub, params, charset)
+            by_name[key] = raw  # a TreeMap: the last of a repeated name wins, names sorted as sent
+    # Registered binary and fixed-charset types carry no charset (ContentType.Binary, WithFixedCharset).
+    return MediaType(main, sub, sorted(by_name.items()), charset)
 
 
 def _quote_parameter(value: str) -> str:
-    if _TOKEN.match(value):
+    """Rendering.~~#: as it is when every character is a tchar (the empty value too), else quoted."""
+    if all(character in _TCHAR for character in value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -241,6 +357,8 @@ def _quote_parameter(value: str) -> str:
 OCTET_STREAM = MediaType("application", "octet-stream", [], None)
 TEXT_HTML = MediaType("text", "html", [], None)
 APPLICATION_JSON = MediaType("application", "json", [], None)
+# ContentTypes.NoContentType, the type of HttpEntity.Empty (an OPTIONS answer), as content negotiation sees it.
+NO_CONTENT_TYPE = MediaType("none", "none", [], None)
 
 
 # ----------------------------------------------------------------------------- base64 as the JVM does it
@@ -264,7 +382,7 @@ def decode_base64(text: str) -> Optional[bytes]:
     return base64.b64decode(data + "=" * (-len(data) % 4))
 
 
-# ----------------------------------------------------------------------------- the URL as akka-http reads it
+# ----------------------------------------------------------------------------- the URL as pekko-http reads it
 
 
 class WebRoute(object):
@@ -291,7 +409,7 @@ def match_route(raw_path: bytes) -> Optional[WebRoute]:
     extension = next((ext for ext in EXTENSIONS if action.endswith(ext)), ".http")
     if action.endswith(extension):
         action = action[:-len(extension)]
-    # The unmatched path, re-rendered: decoded, then encoded again by akka's rules (%7e -> ~, " -> %22).
+    # The unmatched path, re-rendered: decoded, then encoded again by pekko's rules (%7e -> ~, " -> %22).
     path = "".join("/" + _encode(_decode(segment, plus_is_space=False), _PATH_SAFE, False) for segment in segments[3:])
     return WebRoute(namespace, package, action, extension, path)
 
@@ -335,14 +453,21 @@ def _encode(text: str, safe: frozenset, space_as_plus: bool) -> str:
 
 
 class Reply(object):
-    """An HTTP response the endpoint sends: status, headers, body and its Content-Type."""
+    """An HTTP response the endpoint sends: status, headers, body and its Content-Type.
+
+    `negotiated`: whether pekko marshals it against the request's Accept headers (every complete()
+    of an entity or a value does; a whole HttpResponse and a rejection do not). `text`: a string whose
+    charset the negotiation chooses (pekko's String marshaller, WithOpenCharset); then `body` is unset.
+    """
 
     def __init__(self, status: int, headers: Optional[List[Tuple[str, str]]] = None, body: bytes = b"",
-                 content_type: Optional[str] = None):
+                 content_type: Optional[str] = None, negotiated: bool = True, text: Optional[str] = None):
         self.status = status
         self.headers = headers or []
         self.body = body
         self.content_type = content_type
+        self.negotiated = negotiated
+        self.text = text
 
 
 def error_reply(status: int, message: str, transaction_id: str) -> Reply:
@@ -352,15 +477,15 @@ def error_reply(status: int, message: str, transaction_id: str) -> Reply:
 
 
 def rejection_reply(status: int, message: str, transaction_id: str) -> Reply:
-    """akka-http's default rejection, wrapped by the controller's rejection handler (compact JSON)."""
+    """pekko-http's default rejection, wrapped by the controller's rejection handler (compact JSON)."""
     body = render_json({"error": message, "code": transaction_id})
-    return Reply(status, body=body.encode("utf-8"), content_type="application/json")
+    return Reply(status, body=body.encode("utf-8"), content_type="application/json", negotiated=False)
 
 
 class RequestRejected(Exception):
     """The controller refuses the request before any activation.
 
-    `in_route` tells a refusal made inside the web route (it gets the CORS headers) from an akka
+    `in_route` tells a refusal made inside the web route (it gets the CORS headers) from a pekko
     rejection (it does not).
     """
 
@@ -368,6 +493,55 @@ class RequestRejected(Exception):
         Exception.__init__(self, reply.status)
         self.reply = reply
         self.in_route = in_route
+
+
+def decode_headers(header_items: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """The request headers as pekko-http reads them, without the one the controller removes first.
+
+    HttpHeaderParser.scanHeaderValue: a tab is a space, UTF-8 sequences are decoded, a sequence
+    that does not decode is kept byte for byte, and a byte that starts no sequence is refused
+    (ValueError). BasicHttpService.route removes X-OW-EXTRA-LOGGING before any route sees the request.
+    """
+    decoded = []
+    for name, value in header_items:
+        if name.lower() == EXTRA_LOGGING_HEADER:
+            continue
+        decoded.append((name, _decode_header_value(value.encode("latin-1", "replace"))))
+    return decoded
+
+
+def _refuse_conflicting_content_types(header_items: List[Tuple[str, str]]) -> None:
+    """HttpMessageParser: two Content-Type headers that parse to different types fail the request
+    (conflicting-content-type-header-processing-mode = error); the same one repeated is accepted."""
+    types = set()
+    for name, value in header_items:
+        if name.lower() == "content-type":
+            parsed = parse_media_type(value)
+            if parsed is not None:
+                types.add(parsed.render(parsed.charset))
+    if len(types) > 1:
+        raise ValueError("HTTP message must not contain more than one Content-Type header")
+
+
+def _decode_header_value(raw: bytes) -> str:
+    out = []
+    at = 0
+    while at < len(raw):
+        byte = raw[at]
+        if byte < 0x80:
+            out.append(" " if byte == 0x09 else chr(byte))
+            at += 1
+            continue
+        size = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 0
+        if not size:
+            raise ValueError("Illegal character '\\u%04x' in header value" % byte)
+        sequence = raw[at:at + size]
+        try:
+            out.append(sequence.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(sequence.decode("latin-1"))
+        at += size
+    return "".join(out)
 
 
 def build_params(method: str, route: WebRoute, header_items: List[Tuple[str, str]], raw_query: bytes, body: bytes,
@@ -378,12 +552,14 @@ def build_params(method: str, route: WebRoute, header_items: List[Tuple[str, str
     for name, value in header_items:
         lower = name.lower()
         if lower in ("content-length", "transfer-encoding"):
-            continue  # akka models these in the entity, not as headers
+            continue  # pekko models these in the entity, not as headers
         if lower == "content-type":
             parsed = parse_media_type(value)
             if parsed is not None:
                 declared = declared or parsed
                 continue
+        if lower == "connection" and lower in ow_headers:
+            continue  # pekko keeps the first Connection header; later ones only add connection tokens
         ow_headers[lower] = value  # a repeated header keeps its last value
     entity_type = declared or (OCTET_STREAM if body else None)
     if entity_type is not None:
@@ -411,7 +587,11 @@ def build_params(method: str, route: WebRoute, header_items: List[Tuple[str, str
 
 
 def _body_value(entity_type: Optional[MediaType], body: bytes, raw: bool, transaction_id: str) -> Tuple[bool, Any]:
-    """extractEntityAndProcessRequest: whether there is a body parameter, and its value."""
+    """extractEntityAndProcessRequest: whether there is a body parameter, and its value.
+
+    Its cases compare media types by value, parameters included: `application/json; foo=bar` is
+    neither JSON nor form; `application/json; charset=utf-8` is JSON (the charset is no parameter).
+    """
     if entity_type is None:
         return False, None
     if not raw and entity_type.is_json_family:
@@ -420,13 +600,25 @@ def _body_value(entity_type: Optional[MediaType], body: bytes, raw: bool, transa
         try:
             return True, parse_json(body.decode("utf-8", "replace"))
         except ValueError as error:
-            message = "The request content was malformed:\n%s" % error
-            raise RequestRejected(rejection_reply(400, message, transaction_id), in_route=False)
-    if not raw and entity_type.essence == "application/x-www-form-urlencoded":
+            raise _malformed(str(error), transaction_id)
+    if not raw and entity_type.equals("application/x-www-form-urlencoded"):
+        refused = _STRICT_FORM.match(body)
+        if refused.end() < len(body):
+            # Uri.Query in strict mode: a character it refuses, or '%' without two hex digits.
+            position = refused.end() + (1 if body[refused.end():refused.end() + 1] == b"%" else 0)
+            character = body[position:position + 1].decode("latin-1")
+            raise _malformed("Illegal form content: Invalid input %r at position %d" % (character, position),
+                             transaction_id)
         return True, dict((key, value or "") for key, value in parse_query(body))
-    if entity_type.kind == "binary" or entity_type.essence == "application/json":
+    if entity_type.kind == "binary" or entity_type.equals("application/json"):
         return True, base64.b64encode(body).decode("ascii")
     return True, body.decode("utf-8", "replace")
+
+
+def _malformed(detail: str, transaction_id: str) -> RequestRejected:
+    """A MalformedRequestContentRejection, as the controller's rejection handler answers it."""
+    return RequestRejected(rejection_reply(400, "The request content was malformed:\n" + detail, transaction_id),
+                           in_route=False)
 
 
 # ----------------------------------------------------------------------------- result -> HTTP response
@@ -443,19 +635,21 @@ def http_reply(result: Any, transaction_id: str) -> Reply:
     except NotHttp:
         return error_reply(400, "Response is not valid 'message/http'.", transaction_id)
     if body is None or body == "":
-        return Reply(204 if status is None else status, _plain_headers(headers))
+        # respondWithEmptyEntity completes with a whole HttpResponse: it is not negotiated.
+        return Reply(204 if status is None else status, _plain_headers(headers), negotiated=False)
     status = 200 if status is None else status
     content_type = next((value for name, value in headers if name.lower() == "content-type"), None)
     default = TEXT_HTML if isinstance(body, str) else APPLICATION_JSON
     media_type = default if content_type is None else parse_media_type(content_type)
+    if not isinstance(body, str):
+        # interpretHttpResponseAsJson: exactly application/json, or a JSON-family type (sent with its
+        # main and subtype only); anything else, an unparsable type included, is a mismatch.
+        if media_type is None or not media_type.is_json_family:
+            return error_reply(400, CONTENT_TYPE_MISMATCH, transaction_id)
+        rendered = "application/json" if media_type.equals("application/json") else media_type.essence
+        return Reply(status, _plain_headers(headers), render_json(body, pretty=True).encode("utf-8"), rendered)
     if media_type is None:
         return error_reply(400, UNKNOWN_CONTENT_TYPE, transaction_id)
-    if not isinstance(body, str):
-        if not media_type.is_json_family:
-            return error_reply(400, CONTENT_TYPE_MISMATCH, transaction_id)
-        # The controller re-serialises the JSON value; a JSON-family type loses its parameters.
-        rendered = "application/json" if media_type.essence == "application/json" else media_type.name
-        return Reply(status, _plain_headers(headers), render_json(body, pretty=True).encode("utf-8"), rendered)
     if media_type.kind == "binary" or (media_type.is_json_family and looks_like_base64(body)):
         data = decode_base64(body)
         if data is None:
@@ -489,23 +683,25 @@ def _header_values(value: Any) -> List[str]:
 
 
 def _status_code(value: Any) -> int:
+    """JsNumber.toIntExact or, for a string, Integer.parseInt (any Unicode decimal digit, an optional
+    sign, nothing else); then StatusCodes.getForKey, or StatusCodes.custom, which takes 100 to 599."""
     if isinstance(value, bool):
         raise NotHttp()
     if isinstance(value, decimal.Decimal) and value == value.to_integral_value():
         code = int(value)
     elif isinstance(value, int):
         code = value
-    elif isinstance(value, str) and re.match(r"\A[+-]?[0-9]+\Z", value):
+    elif isinstance(value, str) and _JAVA_INT.match(value):
         code = int(value)
     else:
         raise NotHttp()
-    if code not in REGISTERED_STATUS_CODES:
+    if not 100 <= code <= 599:
         raise NotHttp()
     return code
 
 
 def _plain_headers(headers: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
-    """The action's headers as akka renders them: Content-Type and the ones it sets itself are dropped.
+    """The action's headers as pekko renders them: Content-Type and the ones it sets itself are dropped.
 
     A header that would break the response framing (a bad name, a line break) is dropped too.
     """
@@ -550,7 +746,7 @@ def text_reply(result: Any, transaction_id: str) -> Reply:
             return error_reply(404, PROPERTY_NOT_FOUND, transaction_id)
         result = result["body"] if "body" in result else result["text"]
     text = result if isinstance(result, str) else render_json(result, pretty=True)
-    return Reply(200, body=text.encode("utf-8", "replace"), content_type="text/plain; charset=UTF-8")
+    return Reply(200, content_type="text/plain", text=text)
 
 
 def _field(result: Dict[str, Any], first: str, second: str) -> Any:
@@ -558,6 +754,177 @@ def _field(result: Dict[str, Any], first: str, second: str) -> Any:
 
 
 TRANSCODERS = {".http": http_reply, ".json": json_reply, ".html": html_reply, ".svg": svg_reply, ".text": text_reply}
+
+
+# ----------------------------------------------------------------------------- content negotiation as pekko-http does it
+
+
+class _Range(object):
+    """A media range of an Accept header: `*`, a main type, or one media type (`sub` set)."""
+
+    def __init__(self, main: str, sub: Optional[str], params: Dict[str, str], q: float):
+        self.main = main
+        self.sub = sub
+        self.params = params
+        self.q = q
+
+    def order(self) -> Tuple[int, int, float]:
+        """MediaTypeNegotiator.acceptedMediaRanges: one type first, then main types, then */*; more
+        parameters first; higher q first (a stable sort keeps the header's order otherwise)."""
+        rank = 2 if self.main == "*" else 0 if self.sub is not None else 1
+        return rank, -len(self.params), -self.q
+
+    def matches(self, media_type: MediaType) -> bool:
+        if self.sub is None:  # MediaRange.Custom, or a predefined range without parameters
+            return ((self.main == "*" or self.main == media_type.main)
+                    and all((key, value) in media_type.params for key, value in self.params.items()))
+        # MediaRange.One ignores a charset parameter in Accept.
+        return (media_type.essence == self.main + "/" + self.sub
+                and all((key, value) in media_type.params for key, value in self.params.items()
+                        if key != "charset"))
+
+
+def _accept_ranges(value: str) -> Optional[List[_Range]]:
+    """AcceptHeader.scala: `media-range-decl`s separated by ',' (an empty header accepts nothing
+    special); None when the header does not parse, and pekko then keeps it as a raw header."""
+    grammar = _Grammar(value)
+    ranges = []  # type: List[_Range]
+    while not grammar.done():
+        if ranges and not grammar.take(","):
+            return None
+        grammar.ows()
+        if grammar.text.startswith("*/*", grammar.at):
+            grammar.at += 3
+            main, sub = "*", "*"  # type: Tuple[str, Optional[str]]
+        elif grammar.take("*"):
+            main, sub = "*", "*"
+        else:
+            token = grammar.token()
+            if token is None or not grammar.take("/"):
+                return None
+            if _SUBTYPE_WILDCARD.match(grammar.text, grammar.at):
+                grammar.at += 1
+                sub = "*"
+            else:
+                sub = grammar.token()
+                if sub is None:
+                    return None
+            main = token
+        grammar.ows()
+        params = dict(grammar.parameters())
+        q = 1.0
+        if "q" in params:
+            try:
+                q = float(params.pop("q"))  # Float.parseFloat; what it refuses counts as 1.0
+            except ValueError:
+                q = 1.0
+        if sub == "*":
+            ranges.append(_Range(main.lower(), None, params, q))
+        elif not 0.0 <= q <= 1.0:
+            return None  # MediaRange.One requires 0 <= q <= 1: the header does not parse
+        else:
+            ranges.append(_Range(main.lower(), sub.lower(), params, q))
+    return ranges
+
+
+def _accept_charsets(value: str) -> Optional[List[Tuple[Optional[str], float]]]:
+    """AcceptCharsetHeader.scala: one or more `*` or charset names, each with an optional ;q=; None
+    (a raw header) when it does not parse. A name is the charset pekko registers it as."""
+    grammar = _Grammar(value)
+    ranges = []  # type: List[Tuple[Optional[str], float]]
+    while True:
+        if grammar.take("*"):
+            grammar.ows()
+            name = None  # type: Optional[str]
+        else:
+            token = grammar.token()
+            if token is None:
+                return None
+            name = CHARSETS.get(token.lower(), token)
+        q = 1.0
+        match = _WEIGHT.match(grammar.text, grammar.at)
+        if match:
+            grammar.at = match.end()
+            q = float(match.group(1))
+        ranges.append((name, q))
+        if grammar.done():
+            return ranges
+        if not grammar.take(","):
+            return None
+        grammar.ows()
+
+
+def _media_q(ranges: List[_Range], media_type: MediaType) -> float:
+    if not ranges:
+        return 1.0
+    return next((candidate.q for candidate in ranges if candidate.matches(media_type)), 0.0)
+
+
+def _charset_q(ranges: List[Tuple[Optional[str], float]], charset: str) -> float:
+    if not ranges:
+        return 1.0
+    return next((q for name, q in ranges if name is None or name == charset), 0.0)
+
+
+def negotiate(reply: Reply, header_items: List[Tuple[str, str]]) -> Optional[Reply]:
+    """Marshal.toResponseFor with ContentNegotiator: the reply as the client accepts it (a text reply
+    gets the charset CharsetNegotiator.pickBest chooses), or None when it accepts none of it."""
+    media_ranges, charset_ranges = [], []  # type: List[_Range], List[Tuple[Optional[str], float]]
+    for name, value in header_items:
+        lower = name.lower()
+        if lower == "accept":
+            media_ranges.extend(_accept_ranges(value) or [])
+        elif lower == "accept-charset":
+            charset_ranges.extend(_accept_charsets(value) or [])
+    media_ranges.sort(key=_Range.order)
+    charset_ranges.sort(key=lambda charset_range: 1.0 if charset_range[0] is None else -charset_range[1])
+    if reply.content_type is None:
+        media_type = NO_CONTENT_TYPE
+    else:
+        media_type = parse_media_type(reply.content_type) or OCTET_STREAM
+    if reply.text is not None:
+        # A WithOpenCharset alternative: only its media type is weighed, then the charset is picked.
+        if _media_q(media_ranges, media_type) <= 0:
+            return None
+        charset = _pick_charset(charset_ranges)
+        if charset is None:
+            return None
+        return Reply(reply.status, reply.headers, _encode_text(reply.text, charset),
+                     media_type.render(charset))
+    q = _media_q(media_ranges, media_type)
+    if media_type.kind != "binary":  # NonBinary: the lower of the type's and its charset's q-values
+        q = min(q, _charset_q(charset_ranges, media_type.charset or "UTF-8"))
+    return reply if q > 0 else None
+
+
+def _pick_charset(ranges: List[Tuple[Optional[str], float]]) -> Optional[str]:
+    if not ranges:
+        return "UTF-8"
+    name, q = ranges[0]
+    if name is not None:
+        return name
+    return "UTF-8" if q > 0 else None
+
+
+def _encode_text(text: str, charset: str) -> bytes:
+    """String.getBytes(charset): unmappable characters become '?'; Java's UTF-16 is big-endian with a BOM."""
+    if charset == "UTF-16":
+        return b"\xfe\xff" + text.encode("utf-16-be", "replace")
+    try:
+        return text.encode(charset, "replace")
+    except LookupError:
+        return text.encode("utf-8", "replace")  # a charset the JVM lacks: pekko falls back to UTF-8
+
+
+def not_acceptable_reply(reply: Reply, transaction_id: str) -> Reply:
+    """The UnacceptedResponseContentTypeRejection, through the controller's rejection handler."""
+    if reply.text is not None:
+        offered = reply.content_type or ""  # a WithOpenCharset alternative is listed by its media type
+    else:
+        offered = reply.content_type or "none/none"
+    message = "Resource representation is only available with these types:\n" + offered
+    return rejection_reply(406, message, transaction_id)
+
 
 
 # ----------------------------------------------------------------------------- activations
@@ -610,7 +977,10 @@ class Action(object):
 
     def __init__(self, name: str, args: argparse.Namespace, model_dir: Optional[str] = None,
                  address: Optional[Tuple[str, int]] = None):
-        self.name = name
+        # NAME or PACKAGE/NAME; the URL names the default package "default".
+        package, _, self.name = name.rpartition("/")
+        self.package = package or None
+        self.full_name = name
         self.args = args
         self.model_dir = model_dir
         self.host, self.port = address or (DEFAULT_HOST, 0)
@@ -621,10 +991,21 @@ class Action(object):
         self.needs_restart = False
         # Concurrency is off, as the platform's default: one activation at a time per action.
         self.busy = threading.Lock()
+        self.process_lock = threading.Lock()
+        self.closed = False
 
     @property
     def qualified_name(self) -> str:
-        return "/%s/%s" % (self.args.namespace, self.name)
+        """FullyQualifiedEntityName.qualifiedNameWithLeadingSlash: /namespace[/package]/action."""
+        return "/%s/%s" % (self.args.namespace, self.full_name)
+
+    @property
+    def route_key(self) -> Tuple[str, str]:
+        return self.package or "default", self.name
+
+    @property
+    def url_path(self) -> str:
+        return "/api/v1/web/%s/%s/%s" % (self.args.namespace, self.package or "default", self.name)
 
     def launch(self) -> None:
         """Start the shim for a model directory as a local process (an address needs nothing)."""
@@ -635,11 +1016,15 @@ class Action(object):
         environment[RESULT_LIMIT_ENV] = str(self.args.result_limit)  # the shim answers 413 past the same limit
         # Loopback only: the endpoint is the one way in, as the controller is on the platform.
         command = [self.args.python, self.args.shim, "--port", str(self.port), "--host", "127.0.0.1"]
-        try:
-            self.process = subprocess.Popen(command, cwd=self.model_dir, env=environment, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        except OSError as error:
-            raise ActionStartError("action %s: cannot run %s: %s" % (self.name, " ".join(command), error))
+        with self.process_lock, _signals_deferred():
+            if self.closed:
+                raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
+            try:
+                self.process = subprocess.Popen(command, cwd=self.model_dir, env=environment,
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, start_new_session=True)
+            except OSError as error:
+                raise ActionStartError("action %s: cannot run %s: %s" % (self.full_name, " ".join(command), error))
         self.run_ids = []
         self.pumps = [threading.Thread(target=self._pump, args=(stream, label, self.run_ids), daemon=True)
                       for stream, label in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))]
@@ -652,10 +1037,10 @@ class Action(object):
         while not _accepts_connections(self.host, self.port):
             if self.process is not None and self.process.poll() is not None:
                 raise ActionStartError(self._with_output("action %s exited with status %d before listening"
-                                                         % (self.name, self.process.returncode)))
+                                                         % (self.full_name, self.process.returncode)))
             if time.monotonic() > deadline:
                 raise ActionStartError(self._with_output("action %s did not listen on %s:%d within %d s"
-                                                         % (self.name, self.host, self.port, START_TIMEOUT)))
+                                                         % (self.full_name, self.host, self.port, START_TIMEOUT)))
             time.sleep(0.05)
         environment = {
             "__OW_NAMESPACE": self.args.namespace,
@@ -669,13 +1054,13 @@ class Action(object):
         try:
             status, _, data = self._post("/init", message, self.args.timeout)
         except (OSError, http.client.HTTPException) as error:
-            raise ActionStartError(self._with_output("action %s: /init failed: %s" % (self.name, error)))
+            raise ActionStartError(self._with_output("action %s: /init failed: %s" % (self.full_name, error)))
         if status == 403 and self.model_dir is None:
             say("%s: the container at %s:%d was initialized before; using it as it is"
-                % (self.name, self.host, self.port))
+                % (self.full_name, self.host, self.port))
         elif status != 200:
             raise ActionStartError(self._with_output("action %s answered /init with %d: %s"
-                                                     % (self.name, status, data.decode("utf-8", "replace"))))
+                                                     % (self.full_name, status, data.decode("utf-8", "replace"))))
 
     def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str, give_up_at: float) -> Outcome:
         """One activation: a /run with the invoker's payload, read as the invoker reads it."""
@@ -706,8 +1091,12 @@ class Action(object):
         finally:
             self.busy.release()
 
-    def stop(self) -> None:
-        process = self.process
+    def stop(self, final: bool = False) -> None:
+        """End the local action process and everything it started. `final`: no new one starts after
+        this (a restart under way in a request's thread is refused), so none outlives the endpoint."""
+        with self.process_lock:
+            self.closed = self.closed or final
+            process = self.process
         if process is None or process.poll() is not None:
             return
         try:
@@ -726,7 +1115,9 @@ class Action(object):
             self.needs_restart = True
 
     def _restart(self) -> None:
-        say("%s: starting a new action process (the previous one timed out or failed)" % self.name)
+        if self.closed:
+            raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
+        say("%s: starting a new action process (the previous one timed out or failed)" % self.full_name)
         self.stop()
         self.launch()
         self.initialize()
@@ -754,16 +1145,19 @@ class Action(object):
         """Show the action's output, each line under the activation it belongs to: the one whose
         sentinel line has not been seen yet on this stream."""
         segment = 0
-        for raw in iter(stream.readline, b""):
-            text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            ended = text.endswith(SENTINEL)
-            if ended:
-                text = text[:-len(SENTINEL)]
+        while True:
+            line = _read_capped_line(stream)
+            if line is None:
+                break
+            kept, cut, ended = line
+            text = kept.decode("utf-8", "replace")
+            if cut:
+                text += " ... [%d more bytes of this line not shown]" % cut
             if text or not ended:
                 activation = run_ids[segment] if segment < len(run_ids) else None
-                line = " ".join(part for part in (self.name, activation, label + ":", text) if part)
-                self.recent_output.append(line)
-                say(line)
+                line_shown = " ".join(part for part in (self.full_name, activation, label + ":", text) if part)
+                self.recent_output.append(line_shown)
+                say(line_shown)
             if ended:
                 segment += 1
         stream.close()
@@ -775,6 +1169,31 @@ class Action(object):
         if not self.recent_output:
             return message
         return message + "; its last output:\n" + "\n".join("  " + line for line in self.recent_output)
+
+
+def _read_capped_line(stream: Any) -> Optional[Tuple[bytes, int, bool]]:
+    """The next line of an action's output, without its line end and without a sentinel ending it:
+    (its first LOG_LINE_LIMIT bytes, how many more it had, whether the sentinel ended it); None at
+    the end. The rest of a long line is read in pieces and counted, never held."""
+    kept = stream.readline(LOG_LINE_LIMIT)
+    if not kept:
+        return None
+    sentinel = SENTINEL.encode("ascii")
+    cut, tail, last = 0, kept[-(len(sentinel) + 2):], kept
+    while not last.endswith(b"\n"):
+        last = stream.readline(LOG_LINE_LIMIT)
+        if not last:
+            break
+        cut += len(last)
+        tail = (tail + last)[-(len(sentinel) + 2):]
+    line_end = len(tail) - len(tail.rstrip(b"\r\n"))
+    ended = tail[:len(tail) - line_end].endswith(sentinel)
+    drop = line_end + (len(sentinel) if ended else 0)  # what comes off the end of the whole line
+    if drop > cut:
+        kept, cut = kept[:len(kept) - (drop - cut)], 0
+    else:
+        cut -= drop
+    return kept, cut, ended
 
 
 def new_activation_id() -> str:
@@ -813,11 +1232,37 @@ def _accepts_connections(host: str, port: int) -> bool:
 class EndpointServer(ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.actions = {}  # type: Dict[str, Action]
+        self.actions = {}  # type: Dict[Tuple[str, str], Action]
         HTTPServer.__init__(self, (args.host, args.port), WebActionHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up before its answer is written is routine, not a fault to trace.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            HTTPServer.handle_error(self, request, client_address)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's input where every read waits only for what is left of the request's deadline."""
+
+    def __init__(self, connection: socket.socket):
+        io.RawIOBase.__init__(self)
+        self.connection = connection
+        self.deadline = None  # type: Optional[float]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("the request was not read within its deadline")
+            self.connection.settimeout(left)
+        return self.connection.recv_into(buffer)
 
 
 class WebActionHandler(BaseHTTPRequestHandler):
@@ -826,13 +1271,27 @@ class WebActionHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server = None  # type: EndpointServer
 
+    def setup(self) -> None:
+        BaseHTTPRequestHandler.setup(self)
+        self.reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader, 65536)
+
+    def handle_one_request(self) -> None:
+        # Each request, the first line included (an idle kept-alive connection too), gets the whole deadline.
+        self.reader.deadline = time.monotonic() + self.server.args.read_timeout
+        BaseHTTPRequestHandler.handle_one_request(self)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if args and isinstance(args[0], socket.timeout):
+            say("-: closed a connection: no whole request within %g s" % self.server.args.read_timeout)
+
     def do_GET(self) -> None:
         self._serve()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
     def __getattr__(self, name: str) -> Any:
-        # Any other method reaches the route too (and is refused there with 405, as akka does).
+        # Any other method reaches the route too (and is refused there with 405, as pekko does).
         if name.startswith("do_"):
             return self._serve
         raise AttributeError(name)
@@ -854,6 +1313,13 @@ class WebActionHandler(BaseHTTPRequestHandler):
         except ValueError as error:
             self.close_connection = True
             return Reply(400, body=str(error).encode("utf-8"), content_type="text/plain; charset=UTF-8"), [], "-"
+        except socket.timeout:
+            self.close_connection = True
+            message = "The request was not read within %g s." % args.read_timeout
+            return Reply(408, body=message.encode("utf-8"), content_type="text/plain; charset=UTF-8"), [], "-"
+        # The request is in; its answer may take as long as the action does.
+        self.reader.deadline = None
+        self.connection.settimeout(None)
         if self.command not in ALLOWED_METHODS:
             message = "HTTP method not allowed, supported methods: " + ", ".join(ALLOWED_METHODS)
             return rejection_reply(405, message, transaction_id), [("Allow", ", ".join(ALLOWED_METHODS))], "-"
@@ -861,32 +1327,57 @@ class WebActionHandler(BaseHTTPRequestHandler):
         if _BAD_PERCENT.search(raw_path) or _BAD_PERCENT.search(raw_query):
             return Reply(400, body=b"Illegal request-target: invalid percent-encoding",
                          content_type="text/plain; charset=UTF-8"), [], "-"
+        try:
+            header_items = decode_headers(self.headers.items())
+            _refuse_conflicting_content_types(header_items)
+        except ValueError as error:
+            self.close_connection = True
+            return Reply(400, body=("Illegal request header: %s" % error).encode("utf-8"),
+                         content_type="text/plain; charset=UTF-8", negotiated=False), [], "-"
         route = match_route(raw_path)
         if route is None:
             return rejection_reply(404, ROUTE_NOT_FOUND, transaction_id), [], "-"
-        if body is None:
+        action = self.server.actions.get((route.package, route.action))
+        if action is None or route.namespace != args.namespace:
+            return self._negotiated(error_reply(404, RESOURCE_NOT_FOUND, transaction_id), [], "-", header_items,
+                                    transaction_id)
+        if body is None:  # validateSize, once the action is known (verifyWebAction comes first)
             message = "Request larger than allowed: %d > %d bytes." % (length, args.payload_limit)
-            return error_reply(413, message, transaction_id), [], "-"
-        action = self.server.actions.get(route.action)
-        if action is None or route.namespace != args.namespace or route.package != "default":
-            return error_reply(404, RESOURCE_NOT_FOUND, transaction_id), [], "-"
+            return self._negotiated(error_reply(413, message, transaction_id), [], action.full_name, header_items,
+                                    transaction_id)
+        requested_headers = [value for name, value in header_items if name.lower() == "access-control-request-headers"]
         cors = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", CORS_METHODS),
-                ("Access-Control-Allow-Headers", self.headers.get("Access-Control-Request-Headers", CORS_HEADERS))]
+                ("Access-Control-Allow-Headers", requested_headers[0] if requested_headers else CORS_HEADERS)]
         if self.command == "OPTIONS":
-            return Reply(200), cors, action.name
+            return self._negotiated(Reply(200), cors, action.full_name, header_items, transaction_id)
         try:
-            params = build_params(self.command, route, self.headers.items(), raw_query, body, args.web == "raw",
+            params = build_params(self.command, route, header_items, raw_query, body, args.web == "raw",
                                   transaction_id)
         except RequestRejected as rejected:
-            return rejected.reply, cors if rejected.in_route else [], action.name
+            if not rejected.in_route:
+                return rejected.reply, [], action.full_name
+            return self._negotiated(rejected.reply, cors, action.full_name, header_items, transaction_id)
         activation_id = new_activation_id()
         outcome = action.invoke(params, activation_id, transaction_id, started + args.timeout)
         if outcome.kind == DEVELOPER_ERROR:
-            say("%s %s: the action failed: %s" % (action.name, activation_id, outcome.message))
+            say("%s %s: the action failed: %s" % (action.full_name, activation_id, outcome.message))
         elif outcome.kind == NOT_READY:
-            say("%s %s: no result within %g s" % (action.name, activation_id, args.timeout))
+            say("%s %s: no result within %g s" % (action.full_name, activation_id, args.timeout))
         reply = outcome_reply(outcome, route.extension, transaction_id)
-        return reply, cors + [(ACTIVATION_HEADER, activation_id)], action.name + " " + activation_id
+        return self._negotiated(reply, cors + [(ACTIVATION_HEADER, activation_id)],
+                                action.full_name + " " + activation_id, header_items, transaction_id)
+
+    @staticmethod
+    def _negotiated(reply: Reply, headers: List[Tuple[str, str]], label: str, header_items: List[Tuple[str, str]],
+                    transaction_id: str) -> Tuple[Reply, List[Tuple[str, str]], str]:
+        """The reply as content negotiation leaves it; a 406 is a rejection, so it loses the headers the
+        route would have added (respondWithHeaders only changes a completed response)."""
+        if not reply.negotiated:
+            return reply, headers, label
+        accepted = negotiate(reply, header_items)
+        if accepted is None:
+            return not_acceptable_reply(reply, transaction_id), [], label
+        return accepted, headers, label
 
     def _read_body(self, limit: int) -> Tuple[int, Optional[bytes]]:
         """The body's length, and the body unless it is over the limit (then it is read and dropped).
@@ -956,7 +1447,7 @@ def parse_action(spec: str) -> Tuple[str, Optional[str], Optional[Tuple[str, int
         return _named(name), None, _address(target)
     if "://" in spec:
         raise UsageError("%s: an action given by URL needs a name, as NAME=http://HOST:PORT" % spec)
-    if not equals or not _ENTITY_NAME.match(name):
+    if not equals or not all(_ENTITY_NAME.match(part) for part in name.split("/", 1)):
         name, target = "", spec  # a directory whose path holds '='
     model_dir = os.path.abspath(target)
     if not os.path.isfile(os.path.join(model_dir, "app.py")):
@@ -964,10 +1455,32 @@ def parse_action(spec: str) -> Tuple[str, Optional[str], Optional[Tuple[str, int
     return _named(name or os.path.basename(model_dir)), model_dir, None
 
 
+def check_model_dependencies(name: str, model_dir: str, python: str) -> None:
+    """A model built on maxfw needs a Python that has it (and the rest of the model's requirements):
+    without it the shim could only report the model's ImportError, so say what to do instead."""
+    with open(os.path.join(model_dir, "app.py"), encoding="utf-8", errors="replace") as app:
+        if "maxfw" not in app.read():
+            return
+    probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('maxfw') else 3)"
+    try:
+        found = subprocess.run([python, "-c", probe], cwd=model_dir, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise UsageError("cannot run the Python %s for the model %s: %s" % (python, name, error))
+    if not found:
+        requirements = os.path.relpath(os.path.join(model_dir, "requirements.txt"))
+        raise UsageError("%s cannot import maxfw, which the model %s needs: run %s (it installs the example "
+                         "models' dependencies), or give --python a Python that has the model's dependencies "
+                         "(pip install -r %s)" % (python, name, os.path.relpath(SERVE_EXAMPLE), requirements))
+
+
 def _named(name: str) -> str:
-    if len(name) > 256 or not _ENTITY_NAME.match(name):
-        raise UsageError("%r is not a valid OpenWhisk action name (letters, digits, _ @ . - and inner spaces)" % name)
-    return name
+    """NAME, or PACKAGE/NAME for an action in a package (the package "default" is no package)."""
+    parts = name.split("/", 1)
+    if any(len(part) > 256 or not _ENTITY_NAME.match(part) for part in parts):
+        raise UsageError("%r is not a valid OpenWhisk action name (letters, digits, _ @ . - and inner spaces, "
+                         "optionally after PACKAGE/)" % name)
+    return parts[1] if parts[0] == "default" and len(parts) == 2 else name
 
 
 def _address(url: str) -> Tuple[str, int]:
@@ -1001,6 +1514,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="largest /run reply the invoker accepts (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="how long the controller waits for a result before answering 202 (default %(default)g)")
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
+                        help="how long a client may take to send a whole request (default %(default)g)")
     parser.add_argument("--python", default=sys.executable, metavar="PATH",
                         help="the Python that runs the shim for model directories (default: this one)")
     parser.add_argument("--shim", default=DEFAULT_SHIM, metavar="PATH",
@@ -1008,12 +1523,41 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class Shutdown(Exception):
-    """SIGTERM: stop serving and stop the actions, like Ctrl-C."""
+class Shutdown(BaseException):
+    """SIGINT or SIGTERM: stop serving and stop the actions. A BaseException, as KeyboardInterrupt is,
+    so that no `except Exception` on the way (the server loop's, a request's) can swallow it."""
 
 
-def _raise_shutdown(signum: int, frame: Any) -> None:
-    raise Shutdown()
+class _StopState(object):
+    """Set by the stop signal handler, which runs in the main thread only. Plain attributes, not a
+    threading.Event: setting an Event takes a lock that the interrupted main thread may hold."""
+
+    requested = False
+    deferring = False
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    if _StopState.requested:
+        return  # a second signal (a supervisor repeating it, Ctrl-C twice) must not cut the cleanup short
+    _StopState.requested = True
+    if not _StopState.deferring:
+        raise Shutdown()
+
+
+class _signals_deferred(object):
+    """In the main thread, a stop signal arriving inside waits until the block is done: a process or
+    thread is started and recorded as a whole, never started and then lost, so the stop can end it."""
+
+    def __enter__(self) -> None:
+        self.applies = threading.current_thread() is threading.main_thread() and not _StopState.deferring
+        if self.applies:
+            _StopState.deferring = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.applies:
+            _StopState.deferring = False
+            if _StopState.requested:
+                raise Shutdown()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -1026,32 +1570,53 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise UsageError("two actions are named %s; name them apart with NAME=..." % duplicates[0])
         if any(model_dir for _, model_dir, _ in specs) and not os.path.isfile(args.shim):
             raise UsageError("the shim %s does not exist" % args.shim)
+        for name, model_dir, _ in specs:
+            if model_dir is not None:
+                check_model_dependencies(name, model_dir, args.python)
         server = _listen(args)
     except UsageError as error:
         sys.stderr.write("local_endpoint.py: error: %s\n" % error)
         return 2
-    signal.signal(signal.SIGTERM, _raise_shutdown)
+    # Both signals are handled here, whatever was inherited: a shell without job control starts a
+    # background command with SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
+    # The kernel may hand the signal to any thread, and Python runs the handler in the main thread
+    # only once that thread runs again: the main thread waits on this pipe, which the signal wakes.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
     actions = [Action(name, args, model_dir, address) for name, model_dir, address in specs]
+    serving = threading.Thread(target=server.serve_forever, name="server", daemon=True)
     try:
         for action in actions:
-            server.actions[action.name] = action
+            server.actions[action.route_key] = action
             action.launch()
         for action in actions:
             action.initialize()
+        # The server loop runs in its own thread; this one only waits for a stop signal, so the
+        # signal never lands inside the loop's or a request's exception handling. The thread is
+        # started as a whole (signals deferred), so that the stop below knows whether to end it.
+        with _signals_deferred():
+            serving.start()
         _announce(args, actions)
-        server.serve_forever()
+        while True:  # until a stop signal's handler raises Shutdown here
+            select.select([wake_read], [], [])
+            os.read(wake_read, 512)
     except ActionStartError as error:
         sys.stderr.write("local_endpoint.py: error: %s\n" % error)
         return 2
-    except (KeyboardInterrupt, Shutdown):
+    except Shutdown:
         pass
     finally:
-        # A second signal (a supervisor repeating it, Ctrl-C twice) must not cut the cleanup short.
+        _StopState.requested = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if serving.is_alive():
+            server.shutdown()
         server.server_close()
         for action in actions:
-            action.stop()
+            action.stop(final=True)
     return 0
 
 
@@ -1063,16 +1628,20 @@ def _listen(args: argparse.Namespace) -> EndpointServer:
 
 
 def _announce(args: argparse.Namespace, actions: List[Action]) -> None:
-    base = "http://%s:%d/api/v1/web/%s/default/" % (args.host, args.port, args.namespace)
+    base = "http://%s:%d" % (args.host, args.port)
     for action in actions:
-        say("%s: %s%s" % (action.name, base, action.name))
+        say("%s: %s%s" % (action.full_name, base, action.url_path))
     say("ready")
-    first = actions[0]
-    say("try:  curl %s%s/model/metadata" % (base, first.name))
-    if first.model_dir is not None:
-        images = sorted(glob.glob(os.path.join(first.model_dir, "samples", "*.png")))
-        if images:
-            say('      curl -F "image=@%s" -XPOST %s%s' % (os.path.relpath(images[0]), base, first.name))
+    hints = []
+    for action in actions:
+        url = base + action.url_path
+        hints.append("curl %s/model/metadata" % url)
+        if action.model_dir is not None:
+            images = sorted(glob.glob(os.path.join(action.model_dir, "samples", "*.png")))
+            if images:
+                hints.append('curl -F "image=@%s" -XPOST %s' % (os.path.relpath(images[0]), url))
+    for number, hint in enumerate(hints):
+        say(("try:  " if number == 0 else "      ") + hint)
 
 
 if __name__ == "__main__":

@@ -596,6 +596,12 @@ def _json_bytes(value: Dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
+def _exit_now(signum: int, frame: Any) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
+
+
 def run(model: Optional[ModelApp], load_error: Optional[str], options: Any) -> None:
     """Serve the action on ``options.host``:``options.port`` until SIGTERM or SIGINT."""
     # __OW_ALLOW_CONCURRENT=true: the invoker may overlap activations (those created with -c N, N > 1).
@@ -612,8 +618,10 @@ def run(model: Optional[ModelApp], load_error: Optional[str], options: Any) -> N
     except OSError as error:
         log("cannot listen on %s:%d: %s" % (options.host, port, error))
         sys.exit(2)
-    # As PID 1 in a container the process gets no default SIGTERM handling: stop cleanly.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    # As PID 1 in a container the process gets no default SIGTERM handling. The invoker sends it when
+    # it removes the container, so there is nothing to finish: flush the logs and go, without
+    # unwinding through whatever the app was doing.
+    signal.signal(signal.SIGTERM, _exit_now)
     log("listening on %s:%d" % (options.host, port))
     try:
         server.serve_forever()
