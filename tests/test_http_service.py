@@ -450,7 +450,7 @@ def test_a_request_waiting_longer_than_the_queue_allows_is_503(fresh: Any) -> No
 def test_the_platform_is_chosen_from_the_environment_and_named_first(fresh: Any, knative: bool, reason: str) -> None:
     service = fresh(knative=knative).started()  # listening on $PORT, no --port given
     first_line = service.stderr().splitlines()[0]
-    assert "on http (%s)" % reason in first_line
+    assert "serving http (%s)" % reason in first_line
     assert service.request("GET", "/model/metadata")[0] == 200
 
 
