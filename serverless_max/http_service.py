@@ -52,7 +52,6 @@ SLOWEST_READER_BYTES_PER_SECOND = 64 * 1024
 
 CONCURRENCY_ENV = "SERVERLESS_MAX_CONCURRENCY"
 QUEUE_SECONDS_ENV = "SERVERLESS_MAX_QUEUE_SECONDS"
-READ_SECONDS_ENV = "SERVERLESS_MAX_READ_SECONDS"
 SHUTDOWN_SECONDS_ENV = "SERVERLESS_MAX_SHUTDOWN_SECONDS"
 ACCESS_LOG_ENV = "SERVERLESS_MAX_ACCESS_LOG"
 
@@ -68,21 +67,6 @@ _TRACEPARENT = re.compile(r"\A[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 # ----------------------------------------------------------------------------- settings
 
 
-def positive_number(env_name: str, default: float) -> float:
-    """A positive number of seconds or of requests from the environment, else the default."""
-    value = os.environ.get(env_name)
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not number > 0 or number == float("inf"):
-        log("warning: %s=%r is not a positive number; using %g" % (env_name, value, default))
-        return default
-    return number
-
-
 class Settings(object):
     """What the service is configured with, from the command line and the environment."""
 
@@ -94,10 +78,11 @@ class Settings(object):
         self.port = options.port or (int(env_port) if env_port.isdigit() else DEFAULT_PORT)
         self.request_limit = runtime.byte_limit(runtime.REQUEST_LIMIT_ENV, options.request_limit or DEFAULT_REQUEST_LIMIT)
         self.result_limit = runtime.byte_limit(runtime.RESULT_LIMIT_ENV, options.result_limit or DEFAULT_RESULT_LIMIT)
-        self.concurrency = max(1, int(positive_number(CONCURRENCY_ENV, DEFAULT_CONCURRENCY)))
-        self.queue_seconds = positive_number(QUEUE_SECONDS_ENV, DEFAULT_QUEUE_SECONDS)
-        self.read_seconds = positive_number(READ_SECONDS_ENV, DEFAULT_READ_SECONDS)
-        self.shutdown_seconds = positive_number(SHUTDOWN_SECONDS_ENV, DEFAULT_SHUTDOWN_SECONDS)
+        self.concurrency = max(1, int(runtime.positive_setting(CONCURRENCY_ENV, DEFAULT_CONCURRENCY, float,
+                                                               "a number of requests")))
+        self.queue_seconds = runtime.seconds_setting(QUEUE_SECONDS_ENV, DEFAULT_QUEUE_SECONDS)
+        self.read_seconds = runtime.seconds_setting(runtime.READ_SECONDS_ENV, DEFAULT_READ_SECONDS)
+        self.shutdown_seconds = runtime.seconds_setting(SHUTDOWN_SECONDS_ENV, DEFAULT_SHUTDOWN_SECONDS)
         self.script_name = runtime.script_name_override() or ""
         self.access_log = os.environ.get(ACCESS_LOG_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
         self.project = os.environ.get("GOOGLE_CLOUD_PROJECT", "")

@@ -265,15 +265,16 @@ def load_model(app_dir: str) -> Tuple[Optional[ModelApp], Optional[str]]:
 
 def byte_limit(env_name: str, default: int) -> int:
     """A limit in bytes: the environment variable when it holds a positive number, else the default."""
-    return int(_positive_setting(env_name, default, int, "a number of bytes"))
+    return int(positive_setting(env_name, default, int, "a number of bytes"))
 
 
 def seconds_setting(env_name: str, default: float) -> float:
     """A duration: the environment variable when it holds a positive number of seconds, else the default."""
-    return _positive_setting(env_name, default, float, "a number of seconds")
+    return positive_setting(env_name, default, float, "a number of seconds")
 
 
-def _positive_setting(env_name: str, default: Any, kind: Callable[[str], Any], what: str) -> Any:
+def positive_setting(env_name: str, default: Any, kind: Callable[[str], Any], what: str) -> Any:
+    """A positive, finite number of ``kind`` from the environment; the default, with a warning, otherwise."""
     value = os.environ.get(env_name)
     if not value:
         return default
@@ -281,7 +282,7 @@ def _positive_setting(env_name: str, default: Any, kind: Callable[[str], Any], w
         number = kind(value)
     except ValueError:
         number = 0
-    if not number > 0:
+    if not 0 < number < float("inf"):
         log("warning: %s=%r is not %s; using %s" % (env_name, value, what, default))
         return default
     return number
