@@ -237,12 +237,12 @@ def _v1_prefix_and_path(event: Dict[str, Any], context: Dict[str, Any], http_api
         if len(context_path) > len(path) and context_path.endswith(path):
             return context_path[:-len(path)].rstrip("/"), path
     below = _resource_path(event)
-    if below is not None and path.endswith(below) and len(path) > len(below):
-        prefix = path[:-len(below)]
-        if below == "/" and not prefix.endswith("/"):
-            return prefix, ""  # the bare base path, without a trailing slash
-        if prefix.startswith("/") and not prefix.endswith("/"):
-            return prefix, below
+    if below == "/" and len(path) > 1:
+        # The API's root resource: the whole path is the base path, with or without a final slash
+        # (without one, the request is for the bare base URL: the default path).
+        return (path[:-1], "/") if path.endswith("/") else (path, "")
+    if below is not None and len(path) > len(below) and path.endswith(below) and below.startswith("/"):
+        return path[:-len(below)], below
     return "", path
 
 
