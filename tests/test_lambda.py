@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -404,3 +405,86 @@ def test_invalid_base64_body_is_a_400_result() -> None:
     result = json.loads(payload.decode("utf-8"))
     assert ok and result["statusCode"] == 400
     assert "not valid base64" in json.loads(result["body"])["error"]
+
+
+class StandInRuntimeApi(object):
+    """A loopback stand-in for the Runtime API that hands out given invocations, then goes away.
+
+    The emulator sends no trace id; this one does, as Lambda does with active tracing.
+    """
+
+    def __init__(self, invocations: List[Tuple[Dict[str, str], bytes]]):
+        self.invocations = list(invocations)
+        self.posted = []  # type: List[Tuple[str, Dict[str, str], bytes]]
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if not stand_in.invocations:
+                    self.send_response(500)  # the environment is going away
+                    self.send_header("Content-Length", "0")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.close_connection = True
+                    return
+                headers, body = stand_in.invocations.pop(0)
+                self.send_response(200)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                stand_in.posted.append((self.path, dict(self.headers), body))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever)
+        self.thread.start()
+
+    def address(self) -> str:
+        return "127.0.0.1:%d" % self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_trace_id_is_exported_per_invocation(monkeypatch: Any) -> None:
+    seen = []  # type: List[Tuple[Any, Optional[str]]]
+
+    def app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
+        seen.append((environ[aws_lambda.ENVIRON_CONTEXT], os.environ.get("_X_AMZN_TRACE_ID")))
+        start_response("204 No Content", [])
+        return []
+
+    event = json.dumps(function_url("GET", "/")).encode("utf-8")
+    traced = {"Lambda-Runtime-Aws-Request-Id": "r1", "Lambda-Runtime-Deadline-Ms": "1795843661536",
+              "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+              "Lambda-Runtime-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"}
+    untraced = {"Lambda-Runtime-Aws-Request-Id": "r2", "Lambda-Runtime-Deadline-Ms": "1795843661999"}
+    stand_in = StandInRuntimeApi([(traced, event), (untraced, event)])
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
+    try:
+        api = aws_lambda.RuntimeApi(stand_in.address())
+        with pytest.raises(aws_lambda.RuntimeApiError):
+            aws_lambda.serve(api, aws_lambda.Function(runtime.ModelApp(app), "/", aws_lambda.DEFAULT_RESULT_LIMIT))
+    finally:
+        stand_in.close()
+    assert seen == [
+        ({"request_id": "r1", "deadline_ms": 1795843661536, "trace_id": traced["Lambda-Runtime-Trace-Id"],
+          "invoked_function_arn": traced["Lambda-Runtime-Invoked-Function-Arn"]}, traced["Lambda-Runtime-Trace-Id"]),
+        ({"request_id": "r2", "deadline_ms": 1795843661999, "trace_id": None, "invoked_function_arn": ""}, None),
+    ]
+    assert [path for path, _, _ in stand_in.posted] == ["/2018-06-01/runtime/invocation/r1/response",
+                                                        "/2018-06-01/runtime/invocation/r2/response"]
+    assert json.loads(stand_in.posted[0][2].decode("utf-8"))["statusCode"] == 204
