@@ -19,9 +19,9 @@ import pytest
 
 from lambda_events import KINDS, event_for, forwarded_headers, header, http_response, script_name_of
 from samples import SampleRequest, check_expected, example_model_dirs, load_samples, media_type, target
-from support import ROOT
-from test_build import (Container, base_images, docker, registry, run_build, start_container,  # noqa: F401
-                        summary_rows)
+from support import ROOT, free_port
+from test_build import (NONROOT_MODEL, Container, base_images, docker, registry, run_build,  # noqa: F401
+                        start_container, summary_rows)
 
 IMAGE_TAG = "lambda-test"
 INVOCATIONS = "/2015-03-31/functions/function/invocations"
@@ -150,3 +150,130 @@ def test_every_sample_as_every_event_kind_answers_like_the_models_own_server(
                     assert page == direct[2], where
                 checked += 1
     assert checked >= 3 * len(KINDS) * len(functions)
+
+
+SAM_TEMPLATE = """AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Api:
+    BinaryMediaTypes: ['*~1*']
+Resources:
+  Model:
+    Type: AWS::Serverless::Function
+    Properties:
+      PackageType: Image
+      ImageUri: {image}
+      MemorySize: 1024
+      Timeout: 60
+      Events:
+        Root:
+          Type: Api
+          Properties:
+            Path: /
+            Method: ANY
+        Proxy:
+          Type: Api
+          Properties:
+            Path: /{{proxy+}}
+            Method: ANY
+"""
+
+
+@pytest.fixture(scope="module")
+def sam() -> str:
+    """The `sam` command of AWS SAM CLI, in a virtualenv of its own (scripts/lambda-rie.sh --sam)."""
+    result = subprocess.run([os.path.join(ROOT, "scripts", "lambda-rie.sh"), "--sam"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
+    if result.returncode != 0:
+        pytest.fail("scripts/lambda-rie.sh --sam could not install the SAM CLI:\n" + result.stderr[-3000:])
+    return result.stdout.strip()
+
+
+def send(port: int, sample: SampleRequest, timeout: float = 120) -> Tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        # Accept as curl sends it: a REST API returns a base64 body as binary only when the request's
+        # Accept matches one of its binary media types.
+        connection.request(sample.method, target(sample), body=sample.body or None,
+                           headers=dict(sample.headers, Host="127.0.0.1", Accept="*/*"))
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def sam_apis(sam: str, lambda_images: Dict[str, str], functions: Dict[str, Tuple[Container, Container]],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, int]]:
+    """Per model: `sam local start-api` serving the image behind an emulated REST API, with warm containers."""
+    processes = {}  # type: Dict[str, Tuple[subprocess.Popen, str]]
+    ports = {}
+    rapid_images = []  # type: List[str]
+    try:
+        for model, image in sorted(lambda_images.items()):
+            if model == NONROOT_MODEL:
+                # SAM cannot: it layers its emulator onto the image with a RUN step (mv, chmod) that
+                # runs as the image's USER, and a non-root user may not write there. Lambda itself
+                # runs any image as its own user, so this is SAM's limit, not the image's.
+                continue
+            directory = tmp_path_factory.mktemp("sam-" + model)
+            (directory / "template.yaml").write_text(SAM_TEMPLATE.format(image=image))
+            port = free_port()
+            log_path = str(directory / "sam.log")
+            with open(log_path, "wb") as log:
+                processes[model] = (subprocess.Popen(
+                    [sam, "local", "start-api", "--port", str(port), "--host", "127.0.0.1", "--skip-pull-image",
+                     "--warm-containers", "EAGER"], cwd=str(directory), stdout=log, stderr=subprocess.STDOUT,
+                    env=dict(os.environ, SAM_CLI_TELEMETRY="0")), log_path)
+            ports[model] = port
+            # SAM layers its emulator onto the image as <repository>:rapid-<arch>.
+            rapid_images.append(image.rsplit(":", 1)[0] + ":rapid-x86_64")
+        deadline = time.time() + 300
+        for model, port in ports.items():
+            while True:
+                try:
+                    metadata = [sample for sample in load_samples(os.path.join(ROOT, "examples", model))
+                                if sample.path == "/model/metadata"][0]
+                    if send(port, metadata, timeout=30)[0] == 200:
+                        break
+                except (OSError, http.client.HTTPException):
+                    pass
+                process, log_path = processes[model]
+                if process.poll() is not None or time.time() > deadline:
+                    with open(log_path, encoding="utf-8", errors="replace") as log:
+                        raise AssertionError("sam local start-api did not serve %s:\n%s" % (model, log.read()[-3000:]))
+                time.sleep(1)
+        yield ports
+    finally:
+        for process, _ in processes.values():
+            process.terminate()  # SAM removes its warm containers as it stops
+        for process, _ in processes.values():
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        docker("rmi", "--force", *rapid_images, check=False)
+
+
+def test_sam_local_start_api_serves_every_sample_like_the_models_own_server(
+        sam_apis: Dict[str, int], functions: Dict[str, Tuple[Container, Container]]) -> None:
+    """End to end through AWS's own tools: SAM CLI emulates API Gateway (a REST API with binary media
+    types */*, so payload 1.0 events with base64 bodies) in front of the image under its emulator."""
+    checked = 0
+    for model_dir in example_model_dirs():
+        model = os.path.basename(model_dir)
+        if model not in sam_apis:
+            continue  # the non-root image, see sam_apis
+        _, own = functions[model]
+        for sample in load_samples(model_dir):
+            status, content_type, body = send(sam_apis[model], sample)
+            check_expected(sample, status, content_type, body)
+            direct = send(own.port, sample)
+            assert (status, media_type(content_type)) == (direct[0], media_type(direct[1])), sample.name
+            if media_type(content_type) == "application/json":
+                assert json.loads(body.decode("utf-8")) == json.loads(direct[2].decode("utf-8")), sample.name
+            else:
+                assert body == direct[2], sample.name
+            checked += 1
+    assert sam_apis and checked >= 3 * len(sam_apis)
