@@ -475,6 +475,15 @@ def _error_headers(error_type: str) -> Dict[str, str]:
 # ----------------------------------------------------------------------------- the loop
 
 
+class InvocationError(Exception):
+    """An invocation answered with ``/invocation/<id>/error`` rather than an HTTP response."""
+
+    def __init__(self, error_type: str, message: str):
+        Exception.__init__(self, message)
+        self.error_type = error_type
+        self.message = message
+
+
 class Function(object):
     """What an invocation needs: the model's app and the settings."""
 
@@ -483,19 +492,17 @@ class Function(object):
         self.default_path = default_path
         self.result_limit = result_limit
 
-    def invoke(self, invocation: Invocation) -> Tuple[bool, bytes, str]:
-        """(True, result, "") for a response; (False, message, error type) for an error result."""
+    def invoke(self, invocation: Invocation) -> bytes:
+        """The serialised result for an HTTP event; InvocationError for any other event."""
         try:
             event = json.loads(invocation.body.decode("utf-8"))
-        except (ValueError, UnicodeError, RecursionError):
-            return False, (UNSUPPORTED_EVENT % "it is not JSON").encode("utf-8"), "UnsupportedEvent"
-        invocation.body = b""
-        try:
             kind = event_kind(event)
+        except (ValueError, UnicodeError, RecursionError):
+            raise InvocationError("UnsupportedEvent", UNSUPPORTED_EVENT % "it is not JSON")
         except UnsupportedEvent as error:
-            message = UNSUPPORTED_EVENT % error
-            log(message)
-            return False, message.encode("utf-8"), "UnsupportedEvent"
+            log(UNSUPPORTED_EVENT % error)
+            raise InvocationError("UnsupportedEvent", UNSUPPORTED_EVENT % error)
+        invocation.body = b""  # parsed: free the text before the model runs
         multi_value = isinstance(event.get("multiValueHeaders"), dict)
         default_path = os.environ.get(runtime.DEFAULT_PATH_ENV) or self.default_path
         try:
@@ -509,11 +516,11 @@ class Function(object):
             request.extra_environ[ENVIRON_EVENT] = event
             response = self.model.respond(request)
         limit = runtime.byte_limit(runtime.RESULT_LIMIT_ENV, self.result_limit)
-        return True, encode_result(response, kind, multi_value, limit), ""
+        return encode_result(response, kind, multi_value, limit)
 
 
 def serve(api: RuntimeApi, function: Function) -> None:
-    """Answer invocations until the Runtime API goes away."""
+    """Answer invocations until the Runtime API goes away (RuntimeApiError)."""
     while True:
         invocation = api.next_invocation()
         if invocation.trace_id:
@@ -521,16 +528,16 @@ def serve(api: RuntimeApi, function: Function) -> None:
         else:
             os.environ.pop(TRACE_ENV, None)
         try:
-            ok, payload, error_type = function.invoke(invocation)
+            payload = function.invoke(invocation)
+        except InvocationError as error:
+            api.fail(invocation.request_id, error.error_type, error.message)
+            continue
         except Exception:  # a bug here must still answer the invocation, and the loop goes on
             traceback.print_exc()
             api.fail(invocation.request_id, "InternalError", "the serverless-max runtime failed on this "
                                                              "invocation; see the function's logs")
             continue
-        if ok:
-            api.respond(invocation.request_id, payload)
-        else:
-            api.fail(invocation.request_id, error_type, payload.decode("utf-8"))
+        api.respond(invocation.request_id, payload)
 
 
 def run(model: Optional[ModelApp], load_error: Optional[str], options: Any) -> None:
