@@ -240,9 +240,21 @@ def test_an_answer_over_6_mb_becomes_a_413(echo: Emulator) -> None:
         assert status == 413 and header(headers, "Content-Type") == "application/json"
         message = json.loads(body.decode("utf-8"))["error"]
         assert "over its response limit of 6291556 bytes" in message
-    # Just under the limit passes whole.
-    result = echo.result(function_url("GET", "/respond", "type=text/plain&repeat=2000&body_base64=" + chunk))
-    assert http_response(result)[:1] == (200,) and len(result["body"]) == 6000000
+
+
+def test_a_result_of_exactly_6291556_bytes_passes_and_one_more_is_a_413(echo: Emulator) -> None:
+    def invoke(size: int) -> Tuple[int, bytes]:
+        query = "type=text/plain&body_base64=eA%%3D%%3D&repeat=%d" % size  # "x" * size
+        return echo.invoke(function_url("GET", "/respond", query))
+
+    status, small = invoke(10)
+    assert status == 200
+    framing = len(small) - 10  # the emulator returns the runtime's result byte for byte
+    status, whole = invoke(aws_lambda.DEFAULT_RESULT_LIMIT - framing)
+    assert status == 200 and len(whole) == aws_lambda.DEFAULT_RESULT_LIMIT
+    assert json.loads(whole.decode("utf-8"))["statusCode"] == 200
+    status, over = invoke(aws_lambda.DEFAULT_RESULT_LIMIT - framing + 1)
+    assert status == 200 and json.loads(over.decode("utf-8"))["statusCode"] == 413
 
 
 @pytest.mark.parametrize("event,named", [
