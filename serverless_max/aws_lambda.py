@@ -236,6 +236,8 @@ def _v1_prefix_and_path(event: Dict[str, Any], context: Dict[str, Any], http_api
         context_path = _decoded_path(context_path, "requestContext.path")
         if len(context_path) > len(path) and context_path.endswith(path):
             return context_path[:-len(path)].rstrip("/"), path
+        if path == "/" and context_path.startswith("/") and len(context_path) > 1:
+            return context_path, ""  # the bare stage URL, without a final slash: the default path
     below = _resource_path(event)
     if below == "/" and len(path) > 1:
         # The API's root resource: the whole path is the base path, with or without a final slash

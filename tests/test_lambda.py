@@ -346,6 +346,12 @@ def test_rest_api_stage_and_custom_domain_base_paths() -> None:
     # The default endpoint: path lacks the stage, requestContext.path has it.
     request = request_for(api_gateway_v1("GET", "/model/metadata"))
     assert (request.script_name, request.path) == ("/prod", "/model/metadata")
+    request = request_for(api_gateway_v1("GET", "/"))
+    assert (request.script_name, request.path) == ("/prod", "/")
+    bare = api_gateway_v1("GET", "/")
+    bare["requestContext"]["path"] = "/prod"
+    request = request_for(bare)
+    assert (request.script_name, request.path) == ("/prod", "/model/predict")
     # A custom domain with base path "api": path starts with it; the resource lies below it.
     event = api_gateway_v1("GET", "/model/metadata")
     event["path"] = event["requestContext"]["path"] = "/api/model/metadata"
