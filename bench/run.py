@@ -11,7 +11,8 @@ size (10 KB, 100 KB, 1 MB, 5 MB):
       shim of its own);
   (d) the floor: json.loads of that /run body and base64-decoding its __ow_body, in this process;
   (e) with --baseline, the same /run to another shim (the 2019 one), served from the model's directory;
-  (f) the multipart upload to the runtime serving plain HTTP on $PORT (Knative, Cloud Run, Code Engine).
+  (f) the multipart upload to the runtime serving plain HTTP on $PORT (Knative, Cloud Run, Code Engine);
+  (g) the upload as a Lambda function URL event to AWS's Runtime Interface Emulator running the runtime.
 
 The four take turns request by request, so that load from elsewhere on the machine hits them
 alike. Then the peak memory of (a) and (b) above their idle size, the cold start of both
@@ -38,6 +39,7 @@ import random
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -48,6 +50,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from support import ServerProcess, free_port  # noqa: E402  (the tests' process helpers)
+import lambda_events  # noqa: E402  (the tests' builders of AWS's event shapes)
 SHIM = os.path.join(ROOT, "openwhisk.py")
 LOCAL_ENDPOINT = os.path.join(ROOT, "local_endpoint.py")
 DIRECT_SERVER = os.path.join(ROOT, "bench", "direct_server.py")
@@ -127,6 +130,9 @@ class Upload(object):
         self.image_size = image_size
         self.body, self.content_type = multipart(jpeg_like(image_size, seed))
         self.run_body = invoker_run_body(self.body, self.content_type)
+        event = lambda_events.function_url("POST", PREDICT_PATH, headers=[("content-type", self.content_type)],
+                                           body=self.body)
+        self.lambda_event = json.dumps(event, separators=(",", ":")).encode("ascii")
 
 
 def post(port: int, path: str, body: bytes, content_type: str) -> Tuple[int, bytes]:
@@ -246,6 +252,37 @@ def http_server(shim: str, log_dir: str) -> Server:
     return server
 
 
+RIE_INVOCATIONS = "/2015-03-31/functions/function/invocations"
+# Lambda's synchronous request payload limit: a 5 MB upload is 6.7 MB as a base64 event, over it.
+LAMBDA_REQUEST_LIMIT = 6 * 1024 * 1024
+
+
+def lambda_server(shim: str, log_dir: str) -> Optional[Server]:
+    """The runtime under AWS's Runtime Interface Emulator, as a Lambda container image runs; None
+    (the path left out) when scripts/lambda-rie.sh cannot fetch the emulator."""
+    fetched = subprocess.run([os.path.join(ROOT, "scripts", "lambda-rie.sh")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True)
+    if fetched.returncode != 0:
+        log("warning: no Lambda path, the emulator could not be fetched: %s" % fetched.stderr.strip())
+        return None
+    port = free_port()
+    command = [fetched.stdout.strip(), "--runtime-interface-emulator-address", "127.0.0.1:%d" % port,
+               "--runtime-api-address", "127.0.0.1:%d" % free_port(), sys.executable, shim]
+    server = Server("lambda", command, port, ECHO_APP, {}, log_dir)
+    server.wait_for_port()
+    return server
+
+
+def counted_bytes_in_lambda_result(status: int, body: bytes) -> Optional[int]:
+    """The image size in a function URL result, as the URL's HTTP response would carry it."""
+    if status != 200:
+        return None
+    try:
+        return counted_bytes(*lambda_events.http_response(json.loads(body))[::2])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def baseline_server(baseline: str, log_dir: str) -> Server:
     """The 2019 shim serving the echo model: run from the model's directory, its port from SEED_SHIM_PORT."""
     port = free_port()
@@ -350,11 +387,13 @@ class PathUnderTest(object):
     """One way of getting an upload answered: its name in the tables, how it sends one upload (saying
     whether the answer was right), and the server process whose memory is its own, if any."""
 
-    def __init__(self, key: str, label: str, send: Callable[["Upload"], bool], server: Optional[Server] = None):
+    def __init__(self, key: str, label: str, send: Callable[["Upload"], bool], server: Optional[Server] = None,
+                 takes: Callable[["Upload"], bool] = lambda upload: True):
         self.key = key
         self.label = label
         self.send = send
         self.server = server
+        self.takes = takes  # whether the platform accepts a request that large
 
 
 class SizeResult(object):
@@ -383,7 +422,7 @@ class SizeResult(object):
         if "baseline" in self.timings:
             found.append(("(b) adds less than the 2019 shim", self.overhead("shim") < self.overhead("baseline")))
         if self.upload.image_size in TARGET_SIZES:
-            for key in ("shim", "http", "lambda"):
+            for key in ("shim", "http"):
                 if key in self.timings:
                     label = next(path.label for path in self.paths if path.key == key)
                     found.append(("%s adds at most the floor" % label, self.overhead(key) <= floor))
@@ -395,7 +434,7 @@ class SizeResult(object):
 
 
 def request_paths(direct: Server, shim: Server, endpoint: Optional[Server], baseline: Optional[Server],
-                  http: Server) -> List[PathUnderTest]:
+                  http: Server, lambda_rie: Optional[Server]) -> List[PathUnderTest]:
     """The ways of sending an upload that are compared, each saying whether its answer was right."""
 
     def to_direct(upload: Upload) -> bool:
@@ -428,6 +467,14 @@ def request_paths(direct: Server, shim: Server, endpoint: Optional[Server], base
         return counted_bytes(*post(http.port, PREDICT_PATH, upload.body, upload.content_type)) == upload.image_size
 
     paths.append(PathUnderTest("http", "(f) plain HTTP on $PORT", to_http, http))
+    if lambda_rie is not None:
+        def to_lambda(upload: Upload) -> bool:
+            answer = post(lambda_rie.port, RIE_INVOCATIONS, upload.lambda_event, "application/json")
+            return counted_bytes_in_lambda_result(*answer) == upload.image_size
+
+        # No memory figures: the runtime is the emulator's child, and the emulator's own would mislead.
+        paths.append(PathUnderTest("lambda", "(g) Lambda function URL event, through the emulator", to_lambda,
+                                   None, lambda upload: len(upload.lambda_event) <= LAMBDA_REQUEST_LIMIT))
     return paths
 
 
@@ -452,18 +499,22 @@ def measure_sizes(shim_path: str, runs: Dict[int, int], log_dir: str, with_endpo
             servers.append(baseline)
         http = http_server(shim_path, log_dir)
         servers.append(http)
-        paths = request_paths(direct, shim, endpoint, baseline, http)
+        lambda_rie = lambda_server(shim_path, log_dir)
+        if lambda_rie is not None:
+            servers.append(lambda_rie)
+        paths = request_paths(direct, shim, endpoint, baseline, http, lambda_rie)
         results = []
         for label, upload in uploads:
             count = runs[upload.image_size]
             log("latency and memory at %s (%d timed requests per path)" % (label, count))
-            measured = [path for path in paths if path.server is not None]
+            taken = [path for path in paths if path.takes(upload)]
+            measured = [path for path in taken if path.server is not None]
             for path in measured:
                 path.server.reset_peak_memory()
             idle = dict((path.key, path.server.resident_bytes()) for path in measured)
-            timings = time_interleaved([(path.key, lambda send=path.send: send(upload)) for path in paths], count)
+            timings = time_interleaved([(path.key, lambda send=path.send: send(upload)) for path in taken], count)
             memory = dict((path.key, Memory(idle[path.key], path.server.peak_resident_bytes())) for path in measured)
-            results.append(SizeResult(label, upload, paths, timings, memory))
+            results.append(SizeResult(label, upload, taken, timings, memory))
         return results
     finally:
         for running in reversed(servers):
@@ -614,8 +665,11 @@ def report(shim_path: str, sizes: List[SizeResult], cold: ColdStart, concurrency
               "OpenWhisk action, one connection per request; (c) the multipart POST through `local_endpoint.py` to "
               "the runtime; (d) the floor: `json.loads` of the /run body plus `base64.b64decode` of its `__ow_body`, "
               "in one process; (e) the same /run to the 2019 shim (`--baseline`); (f) the multipart POST to the runtime "
-              "serving plain HTTP (Knative, Cloud Run, Code Engine). \"added\" is the median over (a)'s. "
-              "Targets: (b) adds less than (e) at every size, and (b), (f) and (g) at most (d) at 1 MB and 5 MB.", "",
+              "serving plain HTTP (Knative, Cloud Run, Code Engine); (g) the upload as a Lambda function URL event "
+              "(base64 body) to AWS's Runtime Interface Emulator running the runtime: the emulator relays the event "
+              "and the result over two more HTTP hops, so (g) is the runtime plus the emulator. "
+              "\"added\" is the median over (a)'s. "
+              "Targets: (b) adds less than (e) at every size, and (b) and (f) at most (d) at 1 MB and 5 MB.", "",
               "| image | request body | path | runs | median / p95 | added | added / floor |",
               "|---|---|---|---|---|---|---|"]
     passed = True
