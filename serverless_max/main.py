@@ -89,4 +89,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         from . import http_service as chosen  # type: ignore
     else:
         from . import aws_lambda as chosen  # type: ignore
-    chosen.run(model, load_error, options)
+    try:
+        chosen.run(model, load_error, options)
+    except runtime.Terminated:  # a platform whose module keeps the default handler (Lambda)
+        sys.exit(0)
