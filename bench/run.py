@@ -39,7 +39,6 @@ import random
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +48,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from support import ServerProcess, free_port  # noqa: E402  (the tests' process helpers)
+from support import ServerProcess, free_port, lambda_emulator  # noqa: E402  (the tests' process helpers)
 import lambda_events  # noqa: E402  (the tests' builders of AWS's event shapes)
 SHIM = os.path.join(ROOT, "openwhisk.py")
 LOCAL_ENDPOINT = os.path.join(ROOT, "local_endpoint.py")
@@ -252,7 +251,6 @@ def http_server(shim: str, log_dir: str) -> Server:
     return server
 
 
-RIE_INVOCATIONS = "/2015-03-31/functions/function/invocations"
 # Lambda's synchronous request payload limit: a 5 MB upload is 6.7 MB as a base64 event, over it.
 LAMBDA_REQUEST_LIMIT = 6 * 1024 * 1024
 
@@ -260,13 +258,13 @@ LAMBDA_REQUEST_LIMIT = 6 * 1024 * 1024
 def lambda_server(shim: str, log_dir: str) -> Optional[Server]:
     """The runtime under AWS's Runtime Interface Emulator, as a Lambda container image runs; None
     (the path left out) when scripts/lambda-rie.sh cannot fetch the emulator."""
-    fetched = subprocess.run([os.path.join(ROOT, "scripts", "lambda-rie.sh")], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, universal_newlines=True)
-    if fetched.returncode != 0:
-        log("warning: no Lambda path, the emulator could not be fetched: %s" % fetched.stderr.strip())
+    try:
+        emulator = lambda_emulator()
+    except RuntimeError as error:
+        log("warning: no Lambda path: %s" % error)
         return None
     port = free_port()
-    command = [fetched.stdout.strip(), "--runtime-interface-emulator-address", "127.0.0.1:%d" % port,
+    command = [emulator, "--runtime-interface-emulator-address", "127.0.0.1:%d" % port,
                "--runtime-api-address", "127.0.0.1:%d" % free_port(), sys.executable, shim]
     server = Server("lambda", command, port, ECHO_APP, {}, log_dir)
     server.wait_for_port()
@@ -469,7 +467,7 @@ def request_paths(direct: Server, shim: Server, endpoint: Optional[Server], base
     paths.append(PathUnderTest("http", "(f) plain HTTP on $PORT", to_http, http))
     if lambda_rie is not None:
         def to_lambda(upload: Upload) -> bool:
-            answer = post(lambda_rie.port, RIE_INVOCATIONS, upload.lambda_event, "application/json")
+            answer = post(lambda_rie.port, lambda_events.INVOCATIONS, upload.lambda_event, "application/json")
             return counted_bytes_in_lambda_result(*answer) == upload.image_size
 
         # No memory figures: the runtime is the emulator's child, and the emulator's own would mislead.

@@ -9,7 +9,7 @@ Python 3.6 compatible, stdlib only.
 
 import base64
 import uuid
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl
 
 API_ID = "a1b2c3d4e5"
@@ -23,6 +23,9 @@ STAGE = "prod"
 Headers = List[Tuple[str, str]]
 KINDS = ("apigateway-v1", "apigateway-v2", "function-url", "alb", "alb-multi-value")
 
+
+# Where AWS's Runtime Interface Emulator takes invocations (the event as the body).
+INVOCATIONS = "/2015-03-31/functions/function/invocations"
 
 def host_of(kind: str) -> str:
     """The Host header each service's requests carry."""

@@ -190,3 +190,12 @@ def json_family(result: Dict[str, Any]) -> bool:
     names = set(param.split("=", 1)[0].strip().lower() for param in params.split(";") if param.strip())
     media_type = media_type.strip().lower()
     return not (names - {"charset"}) and (media_type == "application/json" or media_type.endswith("+json"))
+
+
+def lambda_emulator() -> str:
+    """The path of AWS's Lambda Runtime Interface Emulator, fetched by scripts/lambda-rie.sh."""
+    result = subprocess.run([os.path.join(ROOT, "scripts", "lambda-rie.sh")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError("scripts/lambda-rie.sh could not fetch the emulator:\n" + result.stderr)
+    return result.stdout.strip()

@@ -10,7 +10,6 @@ parsing (Uri.Query in strict mode, UriParser.scala).
 """
 
 import base64
-import json
 import re
 import socket
 from typing import Any, Dict, Tuple

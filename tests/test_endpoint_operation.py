@@ -10,7 +10,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, Tuple
 
 import pytest
 

@@ -13,27 +13,22 @@ import json
 import os
 import subprocess
 import time
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, Tuple
 
 import pytest
 
-from lambda_events import KINDS, event_for, forwarded_headers, header, http_response, script_name_of
+from lambda_events import INVOCATIONS, KINDS, event_for, forwarded_headers, header, http_response, script_name_of
 from samples import SampleRequest, check_expected, example_model_dirs, load_samples, media_type, target
-from support import ROOT, free_port
+from support import ROOT, free_port, lambda_emulator
 from test_build import (NONROOT_MODEL, Container, base_images, docker, registry, run_build,  # noqa: F401
                         start_container, summary_rows)
 
 IMAGE_TAG = "lambda-test"
-INVOCATIONS = "/2015-03-31/functions/function/invocations"
 
 
 @pytest.fixture(scope="module")
 def rie_binary() -> str:
-    result = subprocess.run([os.path.join(ROOT, "scripts", "lambda-rie.sh")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
-    if result.returncode != 0:
-        pytest.fail("scripts/lambda-rie.sh could not fetch the emulator:\n" + result.stderr)
-    return result.stdout.strip()
+    return lambda_emulator()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -21,24 +20,19 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from lambda_events import (KINDS, api_gateway_v1, alb, event_for, forwarded_headers, function_url, header,
+from lambda_events import (INVOCATIONS, KINDS, api_gateway_v1, alb, event_for, forwarded_headers, function_url, header,
                            host_of, http_response, script_name_of)
 from samples import SampleRequest, check_expected, example_model_dirs, load_samples
 from serverless_max import aws_lambda, runtime
-from support import ECHO_APP, ROOT, SHIM, ServerProcess, accepts_connections, free_port
+from support import ECHO_APP, SHIM, ServerProcess, free_port, lambda_emulator
 
 MODEL_DIRS = example_model_dirs()
 SAMPLES = [sample for model_dir in MODEL_DIRS for sample in load_samples(model_dir)]
-INVOCATIONS = "/2015-03-31/functions/function/invocations"
 
 
 @pytest.fixture(scope="session")
 def rie() -> str:
-    result = subprocess.run([os.path.join(ROOT, "scripts", "lambda-rie.sh")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
-    if result.returncode != 0:
-        pytest.fail("scripts/lambda-rie.sh could not fetch the emulator:\n" + result.stderr)
-    return result.stdout.strip()
+    return lambda_emulator()
 
 
 class Emulator(ServerProcess):
