@@ -20,17 +20,23 @@ USAGE
 log() { printf '[install-browser] %s\n' "$*" >&2; }
 die() { printf '[install-browser] error: %s\n' "$*" >&2; exit 1; }
 
-browser_installed() {
-  command -v chromium >/dev/null && command -v chromedriver >/dev/null
+# Prints the commands of the two that are not on PATH; nothing when both are.
+missing_commands() {
+  local name
+  for name in chromium chromedriver; do
+    command -v "$name" >/dev/null || printf '%s ' "$name"
+  done
 }
 
 install_packages() {
-  [[ "$(id -u)" == 0 ]] || die "chromium or chromedriver is missing; run as root or: apt-get install ${PACKAGES[*]}"
+  [[ $EUID -eq 0 ]] || die "chromium or chromedriver is missing; run as root or: apt-get install ${PACKAGES[*]}"
   command -v apt-get >/dev/null || die "apt-get not found; install ${PACKAGES[*]} with this system's package manager"
   log "installing ${PACKAGES[*]}"
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${PACKAGES[@]}" >&2
-  browser_installed || die "${PACKAGES[*]} installed, but chromium or chromedriver is still not on PATH"
+  local missing
+  missing=$(missing_commands)
+  [[ -z $missing ]] || die "${PACKAGES[*]} installed, but ${missing% } still not on PATH"
 }
 
 main() {
@@ -39,7 +45,9 @@ main() {
     -h | --help) usage; exit 0 ;;
     *) printf '[install-browser] error: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
   esac
-  if browser_installed; then
+  local missing
+  missing=$(missing_commands)
+  if [[ -z $missing ]]; then
     log "chromium and chromedriver are installed"
     return 0
   fi

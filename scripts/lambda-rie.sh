@@ -32,10 +32,12 @@ log() { printf '[lambda-rie] %s\n' "$*" >&2; }
 die() { printf '[lambda-rie] error: %s\n' "$*" >&2; exit 1; }
 
 machine_arch() {
-  case "$(uname -m)" in
+  local machine
+  machine=$(uname -m)
+  case "$machine" in
     x86_64 | amd64) printf 'x86_64\n' ;;
     aarch64 | arm64) printf 'arm64\n' ;;
-    *) die "no emulator build for $(uname -m); pass --arch x86_64 or --arch arm64" ;;
+    *) die "no emulator build for $machine; pass --arch x86_64 or --arch arm64" ;;
   esac
 }
 
