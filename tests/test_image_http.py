@@ -22,7 +22,8 @@ import pytest
 
 from samples import SampleRequest, check_expected, curl_args, example_model_dirs, load_samples, target
 from support import ECHO_APP
-from test_build import BASE_DOCKERFILE, build_base_image, docker, published_port, run_build, wait_for_http
+from test_build import (BASE_DOCKERFILE, DEFAULT_BASE_REPO, build_base_image, docker, published_port, run_build,
+                        wait_for_http)
 
 MODEL_DIRS = example_model_dirs()
 SAMPLES = [sample for model_dir in MODEL_DIRS for sample in load_samples(model_dir)]
@@ -52,7 +53,7 @@ def engine() -> None:
 
 
 def build_echo_base_image(context_root: str) -> str:
-    """codait/max-test-echo:latest: the test app (a /slow route, a load delay) as a MAX-style image."""
+    """quay.io/codait/max-test-echo:latest: the test app (a /slow route, a load delay) as a MAX-style image."""
     context = os.path.join(context_root, ECHO_MODEL)
     os.mkdir(context)
     shutil.copytree(ECHO_APP, os.path.join(context, "app"), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -60,7 +61,7 @@ def build_echo_base_image(context_root: str) -> str:
         requirements.write("# maxfw and Flask come with the base\n")
     shutil.copy(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt",
                 os.path.join(context, "ca-bundle.crt"))
-    image = "codait/%s:latest" % ECHO_MODEL
+    image = "%s/%s:latest" % (DEFAULT_BASE_REPO, ECHO_MODEL)
     docker("build", "--quiet", "--target", "max-image", "--tag", image, "--file", BASE_DOCKERFILE, context)
     return image
 
@@ -108,7 +109,8 @@ def running(images: Dict[str, str]) -> Iterator[Dict[str, Tuple[Container, Conta
             model = os.path.basename(model_dir)
             service = run_service(images[model], {})
             started.append(service.container_id)
-            own_id = docker("run", "--detach", "--publish", "127.0.0.1::5000", "codait/%s:latest" % model).strip()
+            own_id = docker("run", "--detach", "--publish", "127.0.0.1::5000",
+                            "%s/%s:latest" % (DEFAULT_BASE_REPO, model)).strip()
             started.append(own_id)
             own = Container(own_id, published_port(own_id, 5000))
             containers[model_dir] = (service, own)
@@ -147,7 +149,7 @@ def test_the_container_names_its_platform_and_logs_json_lines(running: Dict[str,
     service, _ = running[MODEL_DIRS[0]]
     logs = subprocess.run(["docker", "logs", service.container_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=60)
-    assert "on http (K_SERVICE is set)" in logs.stderr.splitlines()[0]
+    assert "serving http (K_SERVICE is set)" in logs.stderr.splitlines()[0]
     assert "listening on 0.0.0.0:%d" % CONTAINER_PORT in logs.stderr
     assert '"httpRequest": {"requestMethod": "GET", "requestUrl": "http://' in logs.stdout
 
