@@ -133,9 +133,7 @@ def _wsgi_headers(pairs: List[Tuple[str, List[str]]], cookies: Optional[List[str
     merged = {}  # type: Dict[str, Tuple[str, List[str]]]
     for name, values in pairs:
         lower = name.lower()
-        # A name with '_' is dropped, as most servers do: in the WSGI environ it would be
-        # indistinguishable from the '-' spelling and could shadow a header the app trusts.
-        if lower in _DROPPED_REQUEST_HEADERS or "_" in lower or not runtime.is_token(lower):
+        if lower in _DROPPED_REQUEST_HEADERS or not runtime.app_may_see_header(lower):
             continue
         merged.setdefault(lower, (name, []))[1].extend(values)
     if cookies:
@@ -177,19 +175,12 @@ def _decoded_path(path: str, what: str) -> str:
     return unquote_to_bytes(runtime.wsgi_string(path, what).encode("latin-1")).decode("latin-1")
 
 
-def _split_prefix(path: str, prefix: str) -> Optional[str]:
-    """The rest of ``path`` after ``prefix`` when the path begins with it as whole segments."""
-    if prefix and (path == prefix or path.startswith(prefix + "/")):
-        return path[len(prefix):]
-    return None
-
-
 def _with_override(path: str) -> Optional[Tuple[str, str]]:
     """SERVERLESS_MAX_SCRIPT_NAME, when set: it is the prefix, removed from the path if there."""
     override = runtime.script_name_override()
     if override is None:
         return None
-    rest = _split_prefix(path, override)
+    rest = runtime.strip_prefix(path, override)
     return override, path if rest is None else rest
 
 
@@ -229,7 +220,7 @@ def _v1_prefix_and_path(event: Dict[str, Any], context: Dict[str, Any], http_api
         return overridden
     stage = context.get("stage")
     if http_api:
-        rest = _split_prefix(path, "/" + stage) if isinstance(stage, str) and stage != "$default" else None
+        rest = runtime.strip_prefix(path, "/" + stage) if isinstance(stage, str) and stage != "$default" else None
         return ("/" + stage, rest) if rest is not None else ("", path)
     context_path = context.get("path")
     if isinstance(context_path, str) and path:
@@ -261,7 +252,7 @@ def _v2_prefix_and_path(event: Dict[str, Any], context: Dict[str, Any]) -> Tuple
         return overridden
     stage = context.get("stage")
     if isinstance(stage, str) and stage and stage != "$default":
-        rest = _split_prefix(path, "/" + stage)
+        rest = runtime.strip_prefix(path, "/" + stage)
         if rest is not None:
             return "/" + stage, rest
     return "", path

@@ -177,19 +177,18 @@ def request_path(target: str, script_name: str) -> str:
             raise BadRequest("The request target %r is not a path such as /model/predict." % target[:100])
         target = "/" + rest.partition("/")[2]  # absolute-form, as sent to proxies
     path = unquote_to_bytes(target.partition("?")[0].encode("latin-1")).decode("latin-1")
-    if script_name and (path == script_name or path.startswith(script_name + "/")):
-        path = path[len(script_name):]
-    return path
+    rest = runtime.strip_prefix(path, script_name)
+    return path if rest is None else rest
 
 
 def request_headers(message: Any) -> List[Tuple[str, str]]:
     """The headers as received, one entry per name (repeated ones joined with commas, as WSGI
-    servers do), without those the server consumed: the app gets a de-chunked body. Names with
-    '_' are dropped: in the WSGI environ they would pass for the '-' spelling of a header."""
+    servers do), without those the server consumed: the app gets a de-chunked body, and without
+    names the app may not see (runtime.app_may_see_header)."""
     joined = {}  # type: Dict[str, Tuple[str, str]]
     for name, value in message.items():
         lower = name.lower()
-        if lower in _FRAMING_HEADERS or "_" in name or not runtime.is_token(name):
+        if lower in _FRAMING_HEADERS or not runtime.app_may_see_header(name):
             continue
         value = _FOLDED_LINE.sub(" ", value).strip()
         if lower in joined:

@@ -138,9 +138,7 @@ def _request_headers(ow_headers: Any) -> Dict[str, str]:
     headers = {}
     for name, value in ow_headers.items():
         name = name.lower()
-        # Names with '_' are dropped, as most servers do: in the WSGI environ they would be
-        # indistinguishable from the '-' spelling and could shadow a header the app trusts.
-        if name in _DROPPED_REQUEST_HEADERS or "_" in name or not runtime.is_token(name):
+        if name in _DROPPED_REQUEST_HEADERS or not runtime.app_may_see_header(name):
             continue
         headers[name] = _as_text(value)
     return headers

@@ -43,6 +43,20 @@ def is_token(name: str) -> bool:
     return bool(name) and set(name) <= _TOKEN_CHARACTERS
 
 
+def app_may_see_header(name: str) -> bool:
+    """A request header name that is passed to the app: a token without '_'. Names with '_' are
+    dropped, as most servers do: in the WSGI environ they would be indistinguishable from the '-'
+    spelling and could shadow a header the app trusts."""
+    return "_" not in name and is_token(name)
+
+
+def strip_prefix(path: str, prefix: str) -> Optional[str]:
+    """The rest of ``path`` after ``prefix`` when the path begins with it as whole segments, else None."""
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        return path[len(prefix):]
+    return None
+
+
 def wsgi_string(text: str, what: str) -> str:
     """Text as WSGI carries it: its UTF-8 bytes, one character per byte (PEP 3333 'native strings')."""
     try:
