@@ -161,26 +161,14 @@ def counted_bytes(status: int, body: bytes) -> Optional[int]:
         return None
 
 
-def counted_bytes_in_result(status: int, body: bytes) -> Optional[int]:
-    """The image size in a /run result (a web result whose JSON body is text), None if wrong."""
+def counted_bytes_in_result(status: int, body: bytes, status_key: str = "statusCode") -> Optional[int]:
+    """The image size in a /run result whose JSON body is text, None if wrong. The 2019 shim's
+    results name the status "status" instead of "statusCode"."""
     if status != 200:
         return None
     try:
         result = json.loads(body)
-        if result["statusCode"] != 200:
-            return None
-        return counted_bytes(200, result["body"].encode("utf-8"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def counted_bytes_in_baseline_result(status: int, body: bytes) -> Optional[int]:
-    """The image size in the 2019 shim's /run reply: {"status": ..., "body": the app's JSON text}."""
-    if status != 200:
-        return None
-    try:
-        result = json.loads(body)
-        if result["status"] != 200:
+        if result[status_key] != 200:
             return None
         return counted_bytes(200, result["body"].encode("utf-8"))
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -456,7 +444,8 @@ def request_paths(direct: Server, shim: Server, endpoint: Optional[Server], base
         paths.append(PathUnderTest("endpoint", "(c) web endpoint", to_endpoint))
     if baseline is not None:
         def to_baseline(upload: Upload) -> bool:
-            answer = counted_bytes_in_baseline_result(*post(baseline.port, "/run", upload.run_body, "application/json"))
+            answer = counted_bytes_in_result(*post(baseline.port, "/run", upload.run_body, "application/json"),
+                                             status_key="status")
             return answer == upload.image_size
 
         paths.append(PathUnderTest("baseline", "(e) 2019 shim /run", to_baseline, baseline))
