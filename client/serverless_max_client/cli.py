@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     source = predict.add_argument_group("inputs")
     source.add_argument("--manifest", metavar="FILE", help="a JSONL or CSV file, one prediction per row (- for stdin)")
     source.add_argument("--file-column", default="path", metavar="NAME",
-                        help="the manifest column naming the file to send (default %(default)s)")
+                        help="the manifest column naming the file to send, for file upload models (default "
+                        "%(default)s); the other columns are form fields (JSON fields for JSON models)")
     source.add_argument("--id-column", default="id", metavar="NAME",
                         help="the manifest column naming the input (default %(default)s; else the file, else FILE:LINE)")
     source.add_argument("--text-column", metavar="NAME",
@@ -216,7 +217,7 @@ async def predict(args: argparse.Namespace) -> int:
     transport = make_transport(args, headers)
     async with transport:
         shape = await read_shape(transport, args)
-        columns = ManifestColumns(file=args.file_column, id=args.id_column,
+        columns = ManifestColumns(file=args.file_column if shape.kind == MULTIPART else None, id=args.id_column,
                                   text=args.text_column or (shape.list_field if shape.kind == LIST else None))
         inputs = iter_inputs(args.inputs, args.manifest, columns, shard)
         if args.dry_run:
