@@ -15,7 +15,7 @@ from .platforms import message_of, platform_of
 from .progress import Progress, summary
 from .results import ResultsWriter
 from .runner import Runner, Settings
-from .spec import LIST, MULTIPART, RequestShape, apply_flags, model_base, shape_from_spec
+from .spec import LIST, MULTIPART, RequestShape, apply_flags, model_base, shape_from_spec, under_base
 from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -177,7 +177,7 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
                        % (where, answer.status, "(%s)" % message_of(answer.body, 120)))
         else:
             try:
-                shape = shape_from_spec(spec)
+                shape = under_base(shape_from_spec(spec), "" if args.url.startswith("lambda://") else model_base(args.url))
             except UsageError as error:
                 problem = str(error)
     if shape is None and not flags_say_it:
