@@ -177,8 +177,13 @@ class Runner(object):
                 last = ("HTTP %d (%s)" % (answer.status, verdict.signal or message_of(answer.body))
                         if answer is not None else str(error))
                 kind = "gave up: " + (("HTTP %d" % answer.status) if answer is not None else error.kind)  # type: ignore
-                self._fail(items, job, answer, kind, "no answer after %d attempts (--retries %d); the last: %s"
-                           % (attempts, self.settings.retries, last), answer.headers if answer else None)
+                message = "no answer after %d attempts (--retries %d); the last: %s" % (
+                    attempts, self.settings.retries, last)
+                if answer is not None and answer.status == 202 and request_id(answer.headers):
+                    message += ("; the action ran past the controller's wait every time: its result comes with "
+                                "`wsk activation result %s`, or raise the action's timeout and --resume"
+                                % request_id(answer.headers))
+                self._fail(items, job, answer, kind, message, answer.headers if answer else None)
                 return
             self.stats.retries += 1
             delay = random.uniform(0, min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (attempt - 1)))
