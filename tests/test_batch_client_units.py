@@ -184,6 +184,8 @@ def test_output_names_stay_under_the_output_dir():
      "Lambda 429 TooManyRequestsException (ReservedFunctionConcurrentInvocationLimitExceeded)"),
     (429, {"x-amzn-errortype": "ThrottlingException"}, b'{"message": "Rate exceeded"}', platforms.THROTTLED,
      "Lambda function URL 429 ThrottlingException"),
+    (400, {"x-amzn-errortype": "ThrottlingException"}, b'{"message": "Rate Exceeded."}', platforms.THROTTLED,
+     "Lambda function URL 400 ThrottlingException"),
     (500, {"x-amzn-requestid": "r"}, b'{"message": "Internal server error"}', platforms.THROTTLED,
      "API Gateway 500 Internal server error (a throttled or failed Lambda)"),
     (503, {}, b"pending request queue full\n", platforms.THROTTLED, "Knative queue-proxy 503 pending request queue full"),
