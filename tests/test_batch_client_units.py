@@ -188,6 +188,8 @@ def test_output_names_stay_under_the_output_dir():
      "Lambda function URL 400 ThrottlingException"),
     (500, {"x-amzn-requestid": "r"}, b'{"message": "Internal server error"}', platforms.THROTTLED,
      "API Gateway 500 Internal server error (a throttled or failed Lambda)"),
+    (503, {}, b'{"error": "System is overloaded, try again later.", "code": "t"}', platforms.THROTTLED,
+     "OpenWhisk 503 System is overloaded"),
     (503, {}, b"pending request queue full\n", platforms.THROTTLED, "Knative queue-proxy 503 pending request queue full"),
     (429, {"retry-after": "3"}, b"Rate exceeded.", platforms.THROTTLED,
      "HTTP 429 Too Many Requests (Cloud Run: no instance available; or a gateway's rate limit)"),

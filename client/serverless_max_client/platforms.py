@@ -4,6 +4,7 @@ The platforms' ways of saying "not now", from their sources and documentation:
   OpenWhisk controller   429 {"error": "Too many concurrent requests in flight (count: N, allowed: M).", "code": ...}
                          429 {"error": "Too many requests in the last minute (count: N, allowed: M).", ...}
                          (common/scala .../http/ErrorResponse.scala Messages; no Retry-After)
+                         503 {"error": "System is overloaded, try again later.", ...}: no invoker free
                          202 {"error": "Response not yet ready.", ...} with x-openwhisk-activation-id: the
                          action ran past the controller's wait; predictions are idempotent, so re-send
   Lambda Invoke API      429 TooManyRequestsException {"Reason": ..., "retryAfterSeconds": ..., "message": ...}
@@ -103,6 +104,8 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
     if status == 503:
         if "pending request queue full" in text:
             signal = "Knative queue-proxy 503 pending request queue full"
+        elif "System is overloaded" in text:
+            signal = "OpenWhisk 503 System is overloaded"
         else:
             signal = "HTTP 503 Service Unavailable"
         return Verdict(THROTTLED, signal, retry_after=retry_after_seconds(headers, body_json))
