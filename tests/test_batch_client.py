@@ -640,3 +640,12 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
         assert len(lines(str(tmp_path / "c.jsonl"))) == len(images)
     finally:
         server.close()
+
+
+def test_a_bad_manifest_line_stops_the_run_with_its_line_number(services, tmp_path):
+    manifest = tmp_path / "texts.jsonl"
+    manifest.write_text('{"id": "a", "text": "I love this"}\n{"id": "b", "text": \n')
+    result = client("predict", url(services["sentiment"]), "--manifest", str(manifest), "-o", "out.jsonl",
+                    cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "texts.jsonl line 2 is not JSON" in result.stderr
