@@ -22,7 +22,8 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
@@ -43,6 +44,10 @@ DIGIT_SAMPLES = {"digit-2.png": "predict-digit-2.json", "digit-3.png": "predict-
 
 
 # ----------------------------------------------------------------------------- servers
+
+class ThreadingHTTPServer(ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+
 
 def http_service(model_dir: str) -> ServerProcess:
     """openwhisk.py on the plain-HTTP platform, as Knative starts it."""
