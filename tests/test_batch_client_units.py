@@ -327,3 +327,19 @@ def test_resume_keeps_ok_lines_and_drops_failed_and_torn_ones(tmp_path):
     writer.close()
     with open(path) as stream:
         assert [json.loads(line)["input"] for line in stream] == ["a", "c"]
+
+
+def test_file_names_that_are_not_utf8_are_written_and_resumed(tmp_path):
+    name = os.fsdecode(b"caf\xe9.png")  # what os.scandir gives for such a name
+    path = str(tmp_path / "r.jsonl")
+    writer = results.ResultsWriter(path, resume=False)
+    writer.write({"input": name, "status": "ok", "response": {"label": "caf\u00e9"}})
+    writer.close()
+    with open(path, "rb") as stream:
+        assert b'"caf\\udce9.png"' in stream.read()
+    assert results.ResultsWriter(path, resume=True).is_done(name)
+    shape = spec.RequestShape(spec.MULTIPART, file_field="image")
+    image = tmp_path / name
+    image.write_bytes(b"x")
+    body, _ = payloads.build_body(shape, [Input(str(image), path=str(image))])
+    assert 'filename="caf\ufffd.png"'.encode("utf-8") in body

@@ -32,7 +32,8 @@ class Input:
 
 def id_hash(input_id: str) -> int:
     """A stable 64-bit hash of an id: the same on every machine and Python (unlike hash())."""
-    return int.from_bytes(hashlib.blake2b(input_id.encode("utf-8"), digest_size=8).digest(), "big")
+    data = input_id.encode("utf-8", "surrogatepass")  # file names that are not UTF-8 hash too
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 @dataclass

@@ -21,7 +21,9 @@ def build_body(shape: RequestShape, items: List[Input]) -> Tuple[bytes, str]:
         form = dict(shape.form)
         form.update((name, value if isinstance(value, str) else json.dumps(value)) for name, value in item.fields.items())
         fields = list(form.items())  # type: List[Any]
-        fields.append((shape.file_field, (os.path.basename(item.path or "input"), data, media_type)))
+        # The upload's file name as text: a name that is not UTF-8 keeps its readable part.
+        filename = os.fsencode(os.path.basename(item.path or "input")).decode("utf-8", "replace")
+        fields.append((shape.file_field, (filename, data, media_type)))
         return encode_multipart_formdata(fields)
     if shape.kind == LIST:
         body = dict(shape.body)

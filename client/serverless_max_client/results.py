@@ -75,7 +75,10 @@ class ResultsWriter(object):
         return id_hash(input_id) in self.done
 
     def write(self, record: Dict[str, Any]) -> None:
-        data = (json.dumps(record, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode("utf-8")
+        try:
+            data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes): JSON's \u escapes
+            data = (json.dumps(record) + "\n").encode("ascii")
         written = os.write(self.fd, data)
         while written < len(data):  # a regular file takes it all at once; a full disk raises instead
             written += os.write(self.fd, data[written:])
