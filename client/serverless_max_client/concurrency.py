@@ -22,7 +22,7 @@ class Limiter(object):
         self.last_cut = 0.0
         self.paused_until = 0.0
         self.cuts = 0
-        self.history = []  # type: List[Tuple[float, float]]  # (time, limit) after each change
+        self.history: List[Tuple[float, float]] = []  # (time, limit) after each change
         self._changed = asyncio.Condition()
 
     def allowed(self) -> int:

@@ -162,7 +162,7 @@ def iter_inputs(arguments: Iterable[str], manifest: Optional[str] = None,
     """Every input of the run, in order, this shard's only."""
     stdin = stdin or sys.stdin
     if manifest is not None:
-        source = _manifest_inputs(manifest, columns or ManifestColumns(), stdin)  # type: Iterator[Input]
+        source: Iterator[Input] = _manifest_inputs(manifest, columns or ManifestColumns(), stdin)
     else:
         source = (Input(path, path=path, name=name) for argument in arguments for path, name in _paths(argument, stdin))
     for item in source:

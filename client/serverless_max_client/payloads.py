@@ -3,7 +3,7 @@
 import json
 import mimetypes
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from urllib3.filepost import encode_multipart_formdata
 
@@ -20,7 +20,7 @@ def build_body(shape: RequestShape, items: List[Input]) -> Tuple[bytes, str]:
         media_type = mimetypes.guess_type(item.path or "")[0] or "application/octet-stream"
         form = dict(shape.form)
         form.update((name, value if isinstance(value, str) else json.dumps(value)) for name, value in item.fields.items())
-        fields = list(form.items())  # type: List[Any]
+        fields: List[Any] = list(form.items())
         # The upload's file name as text: a name that is not UTF-8 keeps its readable part.
         filename = os.fsencode(os.path.basename(item.path or "input")).decode("utf-8", "replace")
         fields.append((shape.file_field, (filename, data, media_type)))

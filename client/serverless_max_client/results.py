@@ -32,7 +32,7 @@ def _ok_line(line: bytes) -> Optional[str]:
 
 def compact_for_resume(path: str) -> Set[int]:
     """Keep only the ok lines of a results file (one per input); the hashes of their ids."""
-    done = set()  # type: Set[int]
+    done: Set[int] = set()
     dropped = False
     temporary = path + ".resume-tmp"
     with open(path, "rb") as source, open(temporary, "wb") as target:
@@ -56,7 +56,7 @@ def compact_for_resume(path: str) -> Set[int]:
 class ResultsWriter(object):
     def __init__(self, path: str, resume: bool):
         self.path = path
-        self.done = set()  # type: Set[int]
+        self.done: Set[int] = set()
         exists = os.path.exists(path) and os.path.getsize(path) > 0
         if exists and not resume:
             raise UsageError("%s already holds results: add --resume to finish that run, or choose another -o"

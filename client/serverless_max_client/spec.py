@@ -77,7 +77,7 @@ def shape_from_spec(spec: Dict[str, Any]) -> RequestShape:
     files, form, query, body_schema = [], {}, {}, None
     for parameter in operation.get("parameters", []):
         parameter = _resolve(spec, parameter)
-        where, name = parameter.get("in"), parameter.get("name")
+        where, name = parameter.get("in"), str(parameter.get("name"))
         if where == "formData" and parameter.get("type") == "file":
             files.append(name)
         elif where == "formData" and "default" in parameter:
