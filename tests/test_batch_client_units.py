@@ -344,15 +344,3 @@ def test_file_names_that_are_not_utf8_are_written_and_resumed(tmp_path):
     body, _ = payloads.build_body(shape, [Input(str(image), path=str(image))])
     assert 'filename="caf\ufffd.png"'.encode("utf-8") in body
 
-
-def test_report_counts_a_batch_request_once(tmp_path):
-    from serverless_max_client import stats
-    shared = [[10.0, 10.5, 429], [11.0, 11.5, 200]]
-    lines = [{"input": "a", "status": "ok", "latency_ms": 500, "attempt_log": shared, "batch": 2},
-             {"input": "b", "status": "ok", "latency_ms": 500, "attempt_log": shared, "batch": 2},
-             {"input": "c", "status": "failed", "error_kind": "HTTP 400", "attempt_log": [[10.0, 10.1, 400]]}]
-    path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"input": "torn')
-    numbers = stats.from_results([str(path)])
-    assert (numbers.ok, numbers.failed, numbers.attempts, numbers.retries, numbers.throttled) == (2, 1, 3, 1, 1)
-    assert numbers.failure_kinds == {"HTTP 400": 1} and numbers.finished - numbers.started == 1.5

@@ -17,7 +17,7 @@ from .progress import Progress
 from .results import ResultsWriter
 from .runner import Runner, Settings
 from .spec import LIST, MULTIPART, RequestShape, apply_flags, model_base, shape_from_spec, under_base
-from .stats import from_results, summary
+from .stats import summary
 from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -109,24 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     auth.add_argument("--region", metavar="REGION", help="AWS region for SigV4 and lambda:// (default: AWS config)")
     auth.add_argument("--lambda-endpoint", metavar="URL", help="the Invoke API's endpoint for lambda:// (e.g. "
                       "http://127.0.0.1:9000 for the Runtime Interface Emulator)")
-    report = commands.add_parser("report", help="the summary of finished runs from their results files (e.g. the "
-                                 "shards of one job), and their picture", description="Read results files written by "
-                                 "predict and print the summary: counts, failures by kind, throughput, latency "
-                                 "percentiles, throttled share.")
-    report.add_argument("results", metavar="RESULTS", nargs="+", help="results files (JSONL) of serverless-max predict")
-    report.add_argument("--plot", metavar="PNG", help="draw the run (latency and requests in flight over time)")
     return parser
-
-
-def report(args: argparse.Namespace) -> int:
-    for path in args.results:
-        if not os.path.isfile(path):
-            raise UsageError("no results file %s" % path)
-    stats = from_results(args.results)
-    summary(stats, None, " ".join(args.results), sys.stdout)
-    if args.plot:
-        plot(args.results[0], args.plot)
-    return EXIT_FAILED if stats.failed else EXIT_OK
 
 
 def _headers(args: argparse.Namespace) -> Dict[str, str]:
@@ -310,8 +293,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        if args.command == "report":
-            return report(args)
         return asyncio.run(predict(args))
     except UsageError as error:
         sys.stderr.write("serverless-max: error: %s\n" % error)

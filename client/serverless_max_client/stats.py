@@ -1,16 +1,11 @@
-"""What a run did, in numbers: the counters the runner keeps, the same read back from results files
-(`serverless-max report`, e.g. over the shards of one job), and the closing summary."""
+"""What a run did, in numbers: the counters the runner keeps, and the closing summary."""
 
 import array
-import json
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, TextIO
-
-THROTTLE_STATUSES = (202, 429, 503)  # as attempt_log records them (see platforms.classify)
-
+from typing import List, Optional, TextIO
 
 @dataclass
 class Stats:
@@ -33,43 +28,6 @@ class Stats:
         return self.ok + self.failed
 
 
-def from_results(paths: Iterable[str]) -> Stats:
-    """The numbers of finished runs, from their results files (a torn last line is skipped)."""
-    stats = Stats(started=float("inf"), finished=0.0)
-    seen = set()  # attempts shared by a batch's lines count once (only batches: memory stays flat)
-    for path in paths:
-        with open(path, encoding="utf-8") as stream:
-            for line in stream:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if record.get("status") == "ok":
-                    stats.ok += 1
-                    if record.get("latency_ms") is not None:
-                        stats.latencies.append(record["latency_ms"] / 1000.0)
-                else:
-                    stats.failed += 1
-                    stats.failure_kinds[record.get("error_kind") or "failed"] += 1
-                for number, (start, end, outcome) in enumerate(record.get("attempt_log") or []):
-                    if record.get("batch"):
-                        key = (start, end, str(outcome))
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                    stats.attempts += 1
-                    stats.retries += number > 0
-                    stats.busy_seconds += end - start
-                    if outcome in THROTTLE_STATUSES:
-                        stats.throttled += 1
-                    if outcome != 200:
-                        stats.signals["HTTP %s" % outcome if isinstance(outcome, int) else outcome] += 1
-                    stats.started, stats.finished = min(stats.started, start), max(stats.finished, end)
-    if stats.started == float("inf"):
-        stats.started = stats.finished = time.time()
-    return stats
-
-
 def percentile(sorted_values: List[float], share: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -78,7 +36,7 @@ def percentile(sorted_values: List[float], share: float) -> float:
 
 
 def summary(stats: Stats, settled: Optional[float], results_path: str, stream: Optional[TextIO] = None) -> None:
-    """The closing summary (also `serverless-max report`, where the limit the run settled at is unknown)."""
+    """The closing summary; `settled` is the limit the run settled at."""
     stream = stream or sys.stderr
     elapsed = max(1e-9, (stats.finished or time.time()) - stats.started)
     latencies = sorted(stats.latencies)
