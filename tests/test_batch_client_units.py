@@ -117,8 +117,31 @@ def test_text_list_model():
 def test_json_body_model():
     shape = spec.shape_from_spec(restx_spec(named_entity_tagger))
     assert shape.kind == spec.JSON_BODY
-    body, content_type = payloads.build_body(shape, [Input("r1", fields={"text": "John lives in Brussels"})])
-    assert content_type == "application/json" and json.loads(body) == {"text": "John lives in Brussels"}
+    request = payloads.build_request(shape, [Input("r1", fields={"text": "John lives in Brussels"})])
+    assert request.content_type == "application/json"
+    assert json.loads(request.body) == {"text": "John lives in Brussels"}
+
+
+def recommender(ns, fields, FileStorage):
+    """IBM/MAX-Recommender api/predict.py: user_id (required) and num_results (default 5), no body."""
+    parser = ns.parser()
+    parser.add_argument("user_id", type=str, required=True, help="User ID")
+    parser.add_argument("num_results", type=int, required=False, default=5, help="Number of items")
+
+    @ns.route("/predict")
+    class Predict(__import__("flask_restx").Resource):
+        @ns.doc("predict")
+        @ns.expect(parser)
+        def post(self):
+            return {}
+
+
+def test_query_parameter_model():
+    shape = spec.shape_from_spec(restx_spec(recommender))
+    assert (shape.kind, shape.query) == (spec.QUERY, {"num_results": "5"})
+    request = payloads.build_request(shape, [Input("u1", fields={"user_id": "1733", "num_results": 3})])
+    assert (request.path, request.body, request.content_type) == (
+        "/model/predict?num_results=3&user_id=1733", b"", None)
 
 
 def test_spec_without_predict_says_which_flags():
@@ -151,8 +174,10 @@ def test_multipart_body_carries_the_file_and_fields(tmp_path):
     image = tmp_path / "cat.png"
     image.write_bytes(b"\x89PNG fake")
     shape = spec.RequestShape(spec.MULTIPART, file_field="image", form={"threshold": "0.7"})
-    body, content_type = payloads.build_body(shape, [Input(str(image), path=str(image), fields={"n": 3})])
-    assert content_type.startswith("multipart/form-data; boundary=")
+    request = payloads.build_request(shape, [Input(str(image), path=str(image), fields={"n": 3})])
+    body = request.body
+    assert request.content_type.startswith("multipart/form-data; boundary=")
+    assert request.path == "/model/predict"
     assert b'name="image"; filename="cat.png"' in body and b"Content-Type: image/png" in body
     assert b"\x89PNG fake" in body and b'name="threshold"\r\n\r\n0.7' in body and b'name="n"\r\n\r\n3' in body
 
@@ -341,6 +366,6 @@ def test_file_names_that_are_not_utf8_are_written_and_resumed(tmp_path):
     shape = spec.RequestShape(spec.MULTIPART, file_field="image")
     image = tmp_path / name
     image.write_bytes(b"x")
-    body, _ = payloads.build_body(shape, [Input(str(image), path=str(image))])
-    assert 'filename="caf\ufffd.png"'.encode("utf-8") in body
+    request = payloads.build_request(shape, [Input(str(image), path=str(image))])
+    assert 'filename="caf\ufffd.png"'.encode("utf-8") in request.body
 

@@ -16,7 +16,7 @@ from .platforms import message_of, platform_of
 from .progress import Progress
 from .results import ResultsWriter
 from .runner import Runner, Settings
-from .spec import LIST, MULTIPART, RequestShape, apply_flags, model_base, shape_from_spec, under_base
+from .spec import LIST, MULTIPART, QUERY, RequestShape, apply_flags, model_base, shape_from_spec, under_base
 from .stats import summary
 from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
 
@@ -196,6 +196,8 @@ def describe(shape: RequestShape, args: argparse.Namespace) -> str:
     elif shape.kind == LIST:
         what = "JSON {%r: [...]} with %d input(s) per request%s" % (shape.list_field, args.batch_size, "".join(
             ", %s=%s" % (key, json.dumps(value)) for key, value in sorted(shape.body.items())))
+    elif shape.kind == QUERY:
+        what = "no body, each manifest row's columns as query parameters"
     else:
         what = "JSON body from each manifest row%s" % "".join(
             ", %s=%s" % (key, json.dumps(value)) for key, value in sorted(shape.body.items()))

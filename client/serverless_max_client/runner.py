@@ -7,13 +7,12 @@ import json
 import random
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
 from .concurrency import Limiter
 from .inputs import Input, read_text
-from .payloads import build_body, is_json, output_name, split_answer
+from .payloads import build_request, is_json, output_name, split_answer
 from .platforms import FAIL, OK, THROTTLED, TRANSIENT, Verdict, classify, message_of, request_id
 from .results import ResultsWriter, save_binary
 from .spec import LIST, RequestShape
@@ -123,7 +122,7 @@ class Runner(object):
         if not items:
             return
         try:
-            body, content_type = build_body(self.shape, items)
+            request = build_request(self.shape, items)
         except (OSError, ValueError) as read_error:
             self._fail(items, job, None, "unreadable input", "cannot read %s: %s" % (items[0].path, _reason(read_error)))
             return
@@ -132,7 +131,7 @@ class Runner(object):
             started = await self.limiter.acquire()
             answer: Optional[Answer] = None
             try:
-                answer = await self.transport.send("POST", self.shape_path, body, content_type)
+                answer = await self.transport.send("POST", request.path, request.body, request.content_type)
                 verdict = classify(answer.status, answer.headers, answer.body)
                 outcome: Any = answer.status
                 described = "HTTP %d" % answer.status
@@ -174,13 +173,6 @@ class Runner(object):
             self.stats.retries += 1
             delay = random.uniform(0, min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (attempt - 1)))
             await asyncio.sleep(max(delay, verdict.retry_after or 0.0))
-
-    @property
-    def shape_path(self) -> str:
-        path = self.shape.path
-        if self.shape.query:
-            path += "?" + urllib.parse.urlencode(self.shape.query)
-        return path
 
     # ------------------------------------------------------------------ the lines
 
