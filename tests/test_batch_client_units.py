@@ -231,6 +231,11 @@ def test_each_platforms_not_now(status, headers, body, kind, signal):
 
 def test_retry_after_from_header_or_lambda_body():
     assert platforms.classify(429, {"retry-after": "3"}, b"").retry_after == 3.0
+    import email.utils
+    import time
+    in_five = email.utils.formatdate(time.time() + 5, usegmt=True)
+    assert 3.5 < platforms.classify(503, {"retry-after": in_five}, b"").retry_after <= 5.0
+    assert platforms.classify(503, {"retry-after": "soon"}, b"").retry_after is None
     assert platforms.classify(429, {"x-amzn-errortype": "TooManyRequestsException"},
                               b'{"retryAfterSeconds": "2", "Reason": "x"}').retry_after == 2.0
 

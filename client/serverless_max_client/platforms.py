@@ -17,7 +17,9 @@ The platforms' ways of saying "not now", from their sources and documentation:
 Anything 429 or 503 cuts the concurrency; 502 and 504 are retried without a cut.
 """
 
+import email.utils
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
@@ -27,11 +29,11 @@ OK, FAIL, THROTTLED, TRANSIENT = "ok", "fail", "throttled", "transient"
 REQUEST_ID_HEADERS = ("x-openwhisk-activation-id", "x-amzn-requestid", "x-amz-apigw-id", "x-cloud-trace-context",
                       "x-request-id", "traceparent")
 
-LIMIT_ADVICE = ("the request is over the platform's request size limit (OpenWhisk: 1 MB by default, "
-                "the controller's whisk.activation.payload.max; Lambda: 6 MB synchronous invoke payload, "
-                "function URLs and API Gateway included, less after base64; API Gateway REST: 10 MB; "
-                "Cloud Run: 32 MiB over HTTP/1): send smaller inputs (e.g. resize images) or raise the limit "
-                "where the platform allows it")
+LIMIT_ADVICE = ("the request is over the platform's request size limit (OpenWhisk: 1 MB by default, the "
+                "controller's whisk.activation.payload.max; Lambda: 6 MB per synchronous invocation, behind a "
+                "function URL or API Gateway too, and the body travels base64-encoded in the event, so about "
+                "4.4 MB of input fits; Cloud Run: 32 MiB over HTTP/1): send smaller inputs (e.g. resize images) "
+                "or raise the limit where the platform allows it")
 
 
 @dataclass
@@ -68,10 +70,16 @@ def retry_after_seconds(headers: Mapping[str, str], body_json: Any) -> Optional[
     value = headers.get("retry-after")
     if value is None and isinstance(body_json, dict):
         value = body_json.get("retryAfterSeconds")
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return max(0.0, float(value))
     except (TypeError, ValueError):
-        return None  # an HTTP date: rare from these platforms; the backoff applies instead
+        pass
+    try:  # Retry-After may also be an HTTP date
+        return max(0.0, email.utils.parsedate_to_datetime(str(value)).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def classify(status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
