@@ -229,6 +229,14 @@ def test_each_platforms_not_now(status, headers, body, kind, signal):
     assert (verdict.kind, verdict.signal) == (kind, signal)
 
 
+def test_a_per_minute_limit_waits_for_the_next_minute():
+    import time
+    verdict = platforms.classify(429, {}, b'{"error": "Too many requests in the last minute (count: 61, allowed: 60).",'
+                                          b' "code": "t"}')
+    assert 1.0 < verdict.retry_after <= 61.0
+    assert abs((time.time() + verdict.retry_after) % 60.0 - 1.0) < 0.1  # a second into the next minute
+
+
 def test_retry_after_from_header_or_lambda_body():
     assert platforms.classify(429, {"retry-after": "3"}, b"").retry_after == 3.0
     import email.utils

@@ -103,7 +103,10 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         if "Too many concurrent requests in flight" in text:
             signal = "OpenWhisk 429 Too many concurrent requests in flight"
         elif "Too many requests in the last minute" in text:
-            signal = "OpenWhisk 429 Too many requests in the last minute"
+            # The controller counts per minute of its clock (RateThrottler: currentTimeMillis / 60000);
+            # nothing passes before the next one starts, so every request waits for it (1 s for skew).
+            return Verdict(THROTTLED, "OpenWhisk 429 Too many requests in the last minute",
+                           retry_after=60.0 - time.time() % 60.0 + 1.0)
         elif isinstance(body_json, dict) and "Reason" in body_json:
             signal = "Lambda 429 TooManyRequestsException (%s)" % body_json["Reason"]
         else:
