@@ -378,10 +378,14 @@ def test_killed_then_resumed_every_input_exactly_once(services, tmp_path, signum
     assert "%d inputs" % (20 - len(first)) in again.stderr
 
 
-def test_existing_results_need_resume(services, tmp_path):
+def test_existing_results_need_resume_and_a_full_disk_is_named(services, tmp_path):
     (tmp_path / "out.jsonl").write_text('{"input": "x", "status": "ok"}\n')
     result = client("predict", url(services["digits"]), "x.png", "-o", "out.jsonl", cwd=str(tmp_path))
     assert result.returncode == 2 and "--resume" in result.stderr
+    image = os.path.join(DIGITS, "samples", "digit-3.png")
+    result = client("predict", url(services["digits"]), image, "-o", "/dev/full", cwd=str(tmp_path))
+    assert result.returncode == 2 and "No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # ----------------------------------------------------------------------------- clear messages

@@ -9,6 +9,7 @@ most the last second, while the run is not slowed to the disk's sync rate.
 temporary copy and a rename, so a kill during the rewrite loses nothing) and tells which ids are done.
 """
 
+import errno
 import json
 import os
 import time
@@ -79,16 +80,28 @@ class ResultsWriter(object):
             data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes): JSON's \u escapes
             data = (json.dumps(record) + "\n").encode("ascii")
-        written = os.write(self.fd, data)
-        while written < len(data):  # a regular file takes it all at once; a full disk raises instead
-            written += os.write(self.fd, data[written:])
+        try:
+            written = os.write(self.fd, data)
+            while written < len(data):  # a regular file takes it all at once; a full disk raises instead
+                written += os.write(self.fd, data[written:])
+        except OSError as error:
+            raise OSError(error.errno, "cannot write the results to %s: %s" % (self.path, error.strerror))
         if time.monotonic() - self.last_sync >= FSYNC_INTERVAL:
+            self._sync()
+
+    def _sync(self) -> None:
+        try:
             os.fsync(self.fd)
-            self.last_sync = time.monotonic()
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # EINVAL: a pipe or a device, which has nothing to sync
+                raise
+        self.last_sync = time.monotonic()
 
     def close(self) -> None:
-        os.fsync(self.fd)
-        os.close(self.fd)
+        try:
+            self._sync()
+        finally:
+            os.close(self.fd)
 
 
 def save_binary(output_dir: str, relative: str, data: bytes) -> str:

@@ -176,8 +176,10 @@ class Runner(object):
 
     # ------------------------------------------------------------------ the lines
 
-    def _record(self, item: Input, job: Job, status: str, answer: Any, response: Any, error: Optional[str],
-                error_kind: Optional[str] = None, headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    def _record(self, item: Input, job: Job, sent: int, status: str, answer: Any, response: Any,
+                error: Optional[str], error_kind: Optional[str] = None,
+                headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """One input's line; `sent`: how many inputs its request carried."""
         last = job.attempt_log[-1] if job.attempt_log else None
         return {
             "input": item.id, "status": status,
@@ -189,7 +191,7 @@ class Runner(object):
             "response": response,
             "request_id": request_id(headers or (answer.headers if answer is not None else {})),
             "error": error, "error_kind": error_kind,
-            "batch": len(job.items) if len(job.items) > 1 else None,
+            "batch": sent if sent > 1 else None,
         }
 
     def _succeed(self, items: List[Input], job: Job, answer: Any) -> None:
@@ -208,16 +210,17 @@ class Runner(object):
                            % (len(items), len(items)))
                 return
             for item, part in zip(items, parts):
-                self._write_ok(item, job, answer, part)
+                self._write_ok(item, job, len(items), answer, part)
             return
         output_dir = self.settings.output_dir or (self.writer.path + ".files")
         for item in items:
             relative = output_name(item.name or item.id, content_type)
             path = save_binary(output_dir, relative, answer.body)
-            self._write_ok(item, job, answer, {"file": path, "content_type": content_type, "bytes": len(answer.body)})
+            self._write_ok(item, job, len(items), answer,
+                           {"file": path, "content_type": content_type, "bytes": len(answer.body)})
 
-    def _write_ok(self, item: Input, job: Job, answer: Any, response: Any) -> None:
-        self.writer.write(self._record(item, job, "ok", answer, response, None))
+    def _write_ok(self, item: Input, job: Job, sent: int, answer: Any, response: Any) -> None:
+        self.writer.write(self._record(item, job, sent, "ok", answer, response, None))
         self.stats.ok += 1
         last = job.attempt_log[-1]
         self.stats.latencies.append(last[1] - last[0])
@@ -231,7 +234,7 @@ class Runner(object):
             except (ValueError, UnicodeDecodeError):
                 response = None
         for item in items:
-            self.writer.write(self._record(item, job, "failed", answer, response, message, kind, headers))
+            self.writer.write(self._record(item, job, len(items), "failed", answer, response, message, kind, headers))
             self.stats.failed += 1
             self.stats.failure_kinds[kind] += 1
 
