@@ -93,9 +93,11 @@ class FaultProxy(object):
     request, from 1) names a fault: "reset" (RST, no answer), "502", "slow" (0.3 s, then the
     answer), "stall" (no answer for `stall` seconds, then close)."""
 
-    def __init__(self, upstream_port: int, plan: Callable[[int], str], stall: float = 5.0):
+    def __init__(self, upstream_port: int, plan: Callable[[int], str], stall: float = 5.0,
+                 spec_statuses: Iterator[int] = iter(())):
         self.upstream_port = upstream_port
         self.plan = plan
+        self.spec_statuses = spec_statuses  # what the first GETs answer instead of the model (then: the model)
         self.stall = stall
         self.count = 0
         self.faults = []  # type: List[str]
@@ -109,6 +111,10 @@ class FaultProxy(object):
                 pass
 
             def do_GET(self) -> None:
+                status = next(proxy.spec_statuses, None)
+                if status is not None:
+                    self.answer(status, [("Content-Type", "text/plain")], b"pending request queue full\n")
+                    return
                 self.forward(b"")
 
             def do_POST(self) -> None:
@@ -328,6 +334,17 @@ def test_faults_are_retried_and_every_input_answered_once(services, tmp_path):
         assert table[path]["response"] == expected_digit(path)
         assert table[path]["attempts"] == len(table[path]["attempt_log"])
     assert sum(record["attempts"] for record in table.values()) == len(proxy.faults)
+
+
+def test_the_spec_is_fetched_through_throttles(services, tmp_path):
+    proxy = FaultProxy(services["digits"].port, lambda n: "pass", spec_statuses=iter([503, 429, 502]))
+    try:
+        result = client("predict", url(proxy), os.path.join(DIGITS, "samples", "digit-3.png"), "-o", "out.jsonl",
+                        cwd=str(tmp_path))
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    assert "shape from swagger.json" in result.stderr
 
 
 def test_retries_are_bounded(services, tmp_path):

@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import sys
 import threading
@@ -12,10 +13,10 @@ from typing import Any, Dict, List, Optional
 
 from . import __version__
 from .inputs import ManifestColumns, Shard, UsageError, can_count, iter_inputs
-from .platforms import message_of, platform_of
+from .platforms import THROTTLED, TRANSIENT, classify, message_of, platform_of
 from .progress import Progress
 from .results import ResultsWriter
-from .runner import Runner, Settings
+from .runner import BACKOFF_BASE, BACKOFF_CAP, Runner, Settings
 from .spec import LIST, MULTIPART, QUERY, RequestShape, apply_flags, model_base, shape_from_spec, under_base
 from .stats import summary
 from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
@@ -158,13 +159,8 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     where = "%s/swagger.json" % (args.url if args.url.startswith("lambda://") else model_base(args.url))
     problem: Optional[str] = None
     shape: Optional[RequestShape] = None
-    try:
-        answer = await transport.send("GET", "/swagger.json")
-    except SendError as error:
-        problem = "cannot reach %s: %s. Check the URL and that the model is deployed" % (where, error)
-        if not flags_say_it:
-            raise UsageError(problem)
-    else:
+    answer = await fetch_spec(transport, where, args.retries)
+    if answer is not None:
         if answer.status in (401, 403):
             problem = ("%s answered %d (%s): this model needs credentials: -H 'Authorization: ...', --whisk-auth "
                        "SECRET, or --aws-sigv4" % (where, answer.status, message_of(answer.body, 200)))
@@ -187,6 +183,25 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     if shape is None and problem and not args.quiet:
         sys.stderr.write("note: %s; using the flags' request shape\n" % problem)
     return apply_flags(shape, args.field, args.json_field, args.path, args.form)
+
+
+async def fetch_spec(transport: Any, where: str, retries: int) -> Any:
+    """GET /swagger.json, re-sent like a prediction while the platform says "not now" (a cold start,
+    a throttled namespace); an address that does not answer at all ends the run before it starts."""
+    for attempt in range(retries + 1):
+        try:
+            answer = await transport.send("GET", "/swagger.json")
+        except SendError as error:
+            if error.kind in ("connection refused", "unknown host", "connection failed") or attempt == retries:
+                raise UsageError("cannot reach %s: %s. Check the URL and that the model is deployed" % (where, error))
+            verdict = None
+        else:
+            verdict = classify(answer.status, answer.headers, answer.body)
+            if verdict.kind not in (THROTTLED, TRANSIENT) or attempt == retries:
+                return answer
+        await asyncio.sleep(max(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)),
+                                verdict.retry_after or 0.0 if verdict else 0.0))
+    return None
 
 
 def describe(shape: RequestShape, args: argparse.Namespace) -> str:
