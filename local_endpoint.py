@@ -1228,7 +1228,7 @@ def _accepts_connections(host: str, port: int) -> bool:
     return True
 
 
-# ----------------------------------------------------------------------------- the invoker's pool, the controller's throttles
+# ----------------------------------------------------------------------------- the container pool, the throttles
 
 
 class ContainerPool(object):
@@ -1256,7 +1256,7 @@ class ContainerPool(object):
         cancels nothing; the load balancer counts an activation from its publication to its completion
         (CommonLoadBalancer.scala:137, 304)."""
         throttle.started()
-        ended = threading.Event()
+        ended, abandoned = threading.Event(), threading.Event()
         outcomes = []  # type: List[Outcome]
 
         def activation() -> None:
@@ -1265,10 +1265,14 @@ class ContainerPool(object):
             finally:
                 throttle.finished()
                 ended.set()
+            if abandoned.is_set():
+                say("%s %s: ended (%s) after the controller answered 202"
+                    % (self.first.full_name, activation_id, outcomes[0].kind))
 
         threading.Thread(target=activation, name="activation " + activation_id, daemon=True).start()
         if ended.wait(max(0.0, give_up_at - time.monotonic())):
             return outcomes[0]
+        abandoned.set()
         return Outcome(NOT_READY)
 
     def close(self) -> None:
