@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 
@@ -27,18 +27,19 @@ ACTION = "max-test-echo"
 Timed = Tuple[Response, float]
 
 
-def slow(endpoint: LocalEndpoint, seconds: float, tag: str = "") -> Timed:
-    started = time.time()
-    response = endpoint.request("POST", web(ACTION, "/slow?seconds=%g" % seconds), body=tag.encode())
-    return response, time.time() - started
+def slow(endpoint: LocalEndpoint, seconds: float, tag: str = "") -> Response:
+    return endpoint.request("POST", web(ACTION, "/slow?seconds=%g" % seconds), body=tag.encode())
 
 
-def at_once(endpoint: LocalEndpoint, seconds: float, count: int, spacing: float = 0.05) -> List[Timed]:
-    """`count` requests to /slow sent together (in this order, `spacing` apart); their answers and durations."""
+def at_once(endpoint: LocalEndpoint, seconds: float, count: int, spacing: float = 0.2) -> List[Timed]:
+    """`count` requests to /slow sent in this order, `spacing` apart: each one's answer, and when it
+    came, in seconds after the first was sent."""
     answers = [None] * count  # type: List[Any]
+    started = time.time()
 
     def send(index: int) -> None:
-        answers[index] = slow(endpoint, seconds, str(index))
+        response = slow(endpoint, seconds, str(index))
+        answers[index] = response, time.time() - started
 
     threads = [threading.Thread(target=send, args=(index,)) for index in range(count)]
     for thread in threads:
@@ -96,10 +97,10 @@ def pooled() -> Iterator[LocalEndpoint]:
 
 def test_containers_start_on_demand_and_serve_at_once(pooled: LocalEndpoint) -> None:
     assert len(action_processes(pooled)) == 1  # the first starts with the endpoint
-    (first, first_took), (second, second_took) = at_once(pooled, 1.5, 2)
+    (first, first_at), (second, second_at) = at_once(pooled, 1.5, 2)
     assert pid_of(first) != pid_of(second)
-    assert first_took < 2.5  # the running process answered; it did not wait for the other
-    assert second_took >= 2.5  # the new process's model load (1 s), then its 1.5 s run
+    assert first_at < 2.5  # the running process answered at once
+    assert second_at >= 2.7  # sent at 0.2 s: the new process's model load (1 s), then its 1.5 s run
     assert "%s: starting another action process (every running one is busy)" % ACTION in pooled.output()
     assert sorted(action_processes(pooled)) == sorted([pid_of(first), pid_of(second)])
 
@@ -107,8 +108,7 @@ def test_containers_start_on_demand_and_serve_at_once(pooled: LocalEndpoint) -> 
 def test_a_request_beyond_the_containers_waits_its_turn_and_is_answered(pooled: LocalEndpoint) -> None:
     answers = at_once(pooled, 1, 3)
     assert len(set(pid_of(response) for response, _ in answers)) == 2  # no third process
-    durations = sorted(took for _, took in answers)
-    assert durations[2] >= 1.9  # the third waited for a free process
+    assert max(at for _, at in answers) >= 2  # the third waited for a free process
     assert len(action_processes(pooled)) == 2
 
 
@@ -116,7 +116,7 @@ def test_by_default_one_process_runs_one_activation_at_a_time() -> None:
     with LocalEndpoint(ECHO_APP) as endpoint:
         answers = at_once(endpoint, 0.5, 2)
         assert len(set(pid_of(response) for response, _ in answers)) == 1
-        assert max(took for _, took in answers) >= 0.95
+        assert max(at for _, at in answers) >= 1
         assert "__OW_ALLOW_CONCURRENT" not in answers[0][0].json()["request"]["ow_env"]
         assert len(action_processes(endpoint)) == 1
 
@@ -125,7 +125,7 @@ def test_concurrency_overlaps_activations_in_one_process() -> None:
     with LocalEndpoint(ECHO_APP, "--concurrency", "3") as endpoint:
         answers = at_once(endpoint, 1, 3)
         assert len(set(pid_of(response) for response, _ in answers)) == 1
-        assert max(took for _, took in answers) < 1.9
+        assert max(at for _, at in answers) < 2.5  # one after another would take 3 s
         assert answers[0][0].json()["request"]["ow_env"]["__OW_ALLOW_CONCURRENT"] == "true"
 
 
@@ -134,11 +134,12 @@ def test_concurrency_overlaps_activations_in_one_process() -> None:
 
 def test_a_queue_longer_than_the_controllers_wait_is_202_and_the_activation_still_runs() -> None:
     with LocalEndpoint(ECHO_APP, "--timeout", "2") as endpoint:
-        (running, _), (queued, queued_took) = at_once(endpoint, 1.5, 2, spacing=0.2)
+        (running, _), (queued, queued_at) = at_once(endpoint, 1.5, 2)
         assert running.status == 200
-        # Completed with Left(activationId): 202 "Response not yet ready." with its activation id.
+        # Completed with Left(activationId): 202 "Response not yet ready." with its activation id,
+        # when the controller's wait ends (sent at 0.2 s, answered at 2.2 s), while it runs (from 1.5 s to 3 s).
         assert queued.status == 202
-        assert 1.7 <= queued_took < 2.6
+        assert 2.1 <= queued_at < 2.9
         assert queued.json()["error"] == "Response not yet ready."
         activation_id = queued.header("x-openwhisk-activation-id")
         line = "%s %s: ended (success) after the controller answered 202" % (ACTION, activation_id)
