@@ -1493,7 +1493,8 @@ class WebActionHandler(BaseHTTPRequestHandler):
                                     transaction_id)
         # verifyWebAction's entitlement check comes before the size check and OPTIONS, and its refusal
         # gets no CORS headers (WebActions.scala:496-498, 540-541, 572); RejectRequest(TooManyRequests)
-        # (Entitlement.scala:426) is a 429 with no Retry-After.
+        # (Entitlement.scala:426) is a 429 with no Retry-After. As there, the check only reads the count of
+        # activations in flight; this request joins it when its activation starts, below.
         refusal = self.server.throttle.check()
         if refusal is not None:
             return self._negotiated(error_reply(429, refusal, transaction_id), [], action.full_name, header_items,

@@ -21,7 +21,7 @@ import pytest
 
 import local_endpoint
 from support import ECHO_APP
-from test_local_endpoint import LocalEndpoint, Response, child_pids, process_exists, web
+from test_local_endpoint import LocalEndpoint, Response, TinyAction, child_pids, json_answer, process_exists, web
 
 ACTION = "max-test-echo"
 Timed = Tuple[Response, float]
@@ -127,6 +127,28 @@ def test_concurrency_overlaps_activations_in_one_process() -> None:
         assert len(set(pid_of(response) for response, _ in answers)) == 1
         assert max(at for _, at in answers) < 2.5  # one after another would take 3 s
         assert answers[0][0].json()["request"]["ow_env"]["__OW_ALLOW_CONCURRENT"] == "true"
+
+
+def test_an_action_given_by_address_is_one_container_with_its_concurrency() -> None:
+    action = TinyAction()
+
+    def run(message: Any) -> Any:
+        time.sleep(0.5)
+        return json_answer({"body": "done"})
+
+    action.reply = run
+    try:
+        with LocalEndpoint("tiny=" + action.address, "--containers", "3", "--concurrency", "2") as endpoint:
+            assert ("tiny: an action given by address is one container; --containers applies to model "
+                    "directories") in endpoint.output()
+            senders = [threading.Thread(target=endpoint.request, args=("GET", web("tiny"))) for _ in range(4)]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join(30)
+        assert (len(action.runs), action.most_active) == (4, 2)
+    finally:
+        action.close()
 
 
 # ----------------------------------------------------------------------------- the controller's wait
