@@ -285,6 +285,23 @@ def test_aimd_halves_once_per_round_and_grows_back():
     run(scenario())
 
 
+def test_a_limit_the_platform_names_caps_the_concurrency():
+    verdict = platforms.classify(429, {}, b'{"error": "Too many concurrent requests in flight (count: 31, allowed: 30).",'
+                                          b' "code": "t"}')
+    assert verdict.allowed == 30
+
+    async def scenario():
+        limiter = Limiter(64)
+        started = await limiter.acquire()
+        await limiter.release(started, throttled=True, succeeded=False, allowed=verdict.allowed)
+        assert limiter.allowed() == 30  # cut in half from 64, then capped
+        for _ in range(200):
+            started = await limiter.acquire()
+            await limiter.release(started, throttled=False, succeeded=True)
+        return limiter.allowed()
+    assert run(scenario()) == 30
+
+
 def test_retry_after_pauses_new_requests():
     async def scenario():
         limiter = Limiter(4)

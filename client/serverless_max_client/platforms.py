@@ -19,11 +19,13 @@ Anything 429 or 503 cuts the concurrency; 502 and 504 are retried without a cut.
 
 import email.utils
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
 OK, FAIL, THROTTLED, TRANSIENT = "ok", "fail", "throttled", "transient"
+ALLOWED = re.compile(r"allowed: (\d+)\)")
 
 # Response headers that name the request on each platform, most specific first.
 REQUEST_ID_HEADERS = ("x-openwhisk-activation-id", "x-amzn-requestid", "x-amz-apigw-id", "x-cloud-trace-context",
@@ -42,6 +44,7 @@ class Verdict:
     signal: Optional[str] = None   # the platform's "not now" met, for the summary
     message: Optional[str] = None  # for FAIL: what went wrong, in the platform's or model's words
     retry_after: Optional[float] = None
+    allowed: Optional[int] = None  # the concurrency the platform says it allows (OpenWhisk's "allowed: M")
 
 
 def message_of(body: bytes, limit: int = 500) -> str:
@@ -101,7 +104,9 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
                        retry_after=retry_after_seconds(headers, body_json))
     if status == 429:
         if "Too many concurrent requests in flight" in text:
-            signal = "OpenWhisk 429 Too many concurrent requests in flight"
+            allowed = ALLOWED.search(text)
+            return Verdict(THROTTLED, "OpenWhisk 429 Too many concurrent requests in flight",
+                           allowed=int(allowed.group(1)) if allowed else None)
         elif "Too many requests in the last minute" in text:
             # The controller counts per minute of its clock (RateThrottler: currentTimeMillis / 60000);
             # nothing passes before the next one starts, so every request waits for it (1 s for skew).

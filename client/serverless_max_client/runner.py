@@ -142,7 +142,8 @@ class Runner(object):
                 await self.limiter.release(started, throttled=False, succeeded=False)
                 raise
             finished = time.time()
-            await self.limiter.release(started, verdict.kind == THROTTLED, verdict.kind == OK, verdict.retry_after)
+            await self.limiter.release(started, verdict.kind == THROTTLED, verdict.kind == OK, verdict.retry_after,
+                                       verdict.allowed)
             job.attempt_log.append([round(started, 6), round(finished, 6), outcome])
             self.stats.attempts += 1
             self.stats.busy_seconds += finished - started
