@@ -252,7 +252,7 @@ def test_binary_answers_land_in_the_output_dir(services, tmp_path):
         # Exactly the bytes the model answers to the same upload sent directly.
         direct = post_file(services["upscaler"].port, os.path.join(samples, name))
         assert (tmp_path / response["file"]).read_bytes() == direct and response["bytes"] == len(direct)
-    assert response["file"] == os.path.join("big", "photo.png")
+    assert response["file"] == os.path.join("big", "photo.png")  # a file given by an absolute path: its name
     failed = table[os.path.join(samples, "not-an-image.txt")]
     assert (failed["status"], failed["http_status"], failed["error_kind"]) == ("failed", 400, "HTTP 400")
     assert failed["attempts"] == 1 and "valid image" in failed["error"]

@@ -331,10 +331,13 @@ def test_directories_globs_stdin_and_manifests(tmp_path):
     for name in ("d/b.png", "d/a.png", "d/sub/c.png", "d/.hidden"):
         (tmp_path / name).write_bytes(b"x")
     walked = [(item.id, item.name) for item in inputs.iter_inputs([str(tmp_path / "d")])]
-    assert walked == [(str(tmp_path / "d" / "a.png"), "a.png"), (str(tmp_path / "d" / "b.png"), "b.png"),
-                      (str(tmp_path / "d" / "sub" / "c.png"), os.path.join("sub", "c.png"))]
+    assert walked == [(str(tmp_path / "d" / "a.png"), os.path.join("d", "a.png")),
+                      (str(tmp_path / "d" / "b.png"), os.path.join("d", "b.png")),
+                      (str(tmp_path / "d" / "sub" / "c.png"), os.path.join("d", "sub", "c.png"))]
     globbed = [item.name for item in inputs.iter_inputs([str(tmp_path / "d" / "**" / "*.png")])]
-    assert sorted(globbed) == sorted(["a.png", "b.png", os.path.join("sub", "c.png")])
+    assert sorted(globbed) == sorted(os.path.join("d", name) for name in ("a.png", "b.png", os.path.join("sub", "c.png")))
+    named = [item.name for item in inputs.iter_inputs(["x/cat.png", "/abs/dog.png", "../up/eel.png", "./fox.png"])]
+    assert named == [os.path.join("x", "cat.png"), "dog.png", "eel.png", "fox.png"]
     import io
     from_stdin = [item.id for item in inputs.iter_inputs(["-"], stdin=io.StringIO("x.png\n\ny.png\n"))]
     assert from_stdin == ["x.png", "y.png"]
