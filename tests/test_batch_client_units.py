@@ -402,3 +402,22 @@ def test_file_names_that_are_not_utf8_are_written_and_resumed(tmp_path):
     request = payloads.build_request(shape, [Input(str(image), path=str(image))])
     assert 'filename="caf\ufffd.png"'.encode("utf-8") in request.body
 
+
+
+def test_a_functions_result_becomes_the_function_urls_answer():
+    """The Invoke API's 200 carries the function's result: an HTTP-shaped one is the answer (its
+    body base64 when it says so), any other JSON is a 200 JSON answer, a function error is a 502
+    (as a function URL answers it)."""
+    import base64
+    from serverless_max_client.transport import Answer, function_answer
+    result = {"statusCode": 201, "headers": {"Content-Type": "image/png"}, "isBase64Encoded": True,
+              "body": base64.b64encode(b"\x89PNG").decode("ascii")}
+    answer = function_answer(Answer(200, {"x-amzn-requestid": "r1"}, json.dumps(result).encode("utf-8")))
+    assert (answer.status, answer.headers["content-type"], answer.body) == (201, "image/png", b"\x89PNG")
+    assert answer.headers["x-amzn-requestid"] == "r1"
+    plain = function_answer(Answer(200, {}, b'{"status": "ok"}'))
+    assert (plain.status, plain.headers["content-type"], plain.body) == (200, "application/json", b'{"status": "ok"}')
+    crashed = function_answer(Answer(200, {"x-amz-function-error": "Unhandled"},
+                                     b'{"errorMessage": "boom", "errorType": "Runtime.ExitError"}'))
+    assert crashed.status == 502 and b"Runtime.ExitError: boom" in crashed.body
+    assert platforms.classify(crashed.status, crashed.headers, crashed.body).kind == platforms.TRANSIENT
