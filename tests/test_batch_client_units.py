@@ -344,7 +344,7 @@ def test_directories_globs_stdin_and_manifests(tmp_path):
     with pytest.raises(UsageError, match="no file matches"):
         list(inputs.iter_inputs([str(tmp_path / "*.nothing")]))
     manifest = tmp_path / "m.csv"
-    manifest.write_text("id,path,threshold\nfirst,d/a.png,0.5\n")
+    manifest.write_bytes(b"\xef\xbb\xbfid,path,threshold\nfirst,d/a.png,0.5\n")  # with a spreadsheet's BOM
     rows = list(inputs.iter_inputs([], str(manifest), inputs.ManifestColumns(file="path", id="id")))
     assert rows[0].id == "first" and rows[0].path == str(tmp_path / "d" / "a.png")
     assert rows[0].fields == {"threshold": "0.5"}
@@ -353,6 +353,14 @@ def test_directories_globs_stdin_and_manifests(tmp_path):
     rows = list(inputs.iter_inputs([], str(jsonl), inputs.ManifestColumns(text="text", id="id")))
     assert [(row.id, row.text, row.fields) for row in rows] == [
         (str(jsonl) + ":1", "hello", {"n": 3}), (str(jsonl) + ":3", "bye", {})]
+    # A text model's row may name a file instead; a file upload model's row must.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"text": "hello"}\n{"path": "d/a.png"}\n')
+    columns = inputs.ManifestColumns(file="path", text="text")
+    rows = list(inputs.iter_inputs([], str(mixed), columns))
+    assert [(row.text, row.path) for row in rows] == [("hello", None), (None, str(tmp_path / "d" / "a.png"))]
+    with pytest.raises(UsageError, match="row 1 has no 'path' column"):
+        list(inputs.iter_inputs([], str(mixed), inputs.ManifestColumns(file="path", file_required=True)))
 
 
 def test_a_million_inputs_stream():

@@ -239,7 +239,8 @@ async def predict(args: argparse.Namespace) -> int:
     transport = make_transport(args, headers)
     async with transport:
         shape = await read_shape(transport, args)
-        columns = ManifestColumns(file=args.file_column if shape.kind == MULTIPART else None, id=args.id_column,
+        columns = ManifestColumns(file=args.file_column if shape.kind in (MULTIPART, LIST) else None,
+                                  id=args.id_column, file_required=shape.kind == MULTIPART,
                                   text=args.text_column or (shape.list_field if shape.kind == LIST else None))
         inputs = iter_inputs(args.inputs, args.manifest, columns, shard)
         if args.dry_run:
