@@ -309,7 +309,11 @@ def plot(results: str, png: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not [item for item in extra if item.startswith("-") and item != "-"]:
+        args.inputs += extra  # INPUTs after options (URL -j 4 photos/): argparse leaves them over
+    elif extra:
+        parser.error("unrecognized arguments: %s" % " ".join(extra))
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
