@@ -6,7 +6,7 @@ BasicHttpService.scala, the invoker's ContainerProxy.scala, and pekko-http 1.1.0
 controller pins (settings.gradle): the Content-Type grammar (CommonRules.scala, ContentTypeHeader.scala),
 media types (MediaType.scala), charsets (HttpCharset.scala), header value decoding
 (HttpHeaderParser.scala), content negotiation (ContentNegotiation.scala, Marshal.scala) and form
-parsing (Uri.Query in strict mode, UriParser.scala).
+parsing (Uri.Query in Relaxed mode: Uri.scala, UriParser.scala, CharacterClasses.scala, UriSpec.scala).
 """
 
 import base64
@@ -16,6 +16,7 @@ from typing import Any, Dict, Tuple
 
 import pytest
 
+import local_endpoint
 from test_local_endpoint import (NOT_HTTP, TYPE_MISMATCH, LocalEndpoint, TinyAction, assert_controller_error,
                                  reply_with, web)
 from test_local_endpoint import echo, merged, merged_action, merged_endpoint, raw_action, raw_endpoint  # noqa: F401
@@ -250,26 +251,87 @@ def test_an_empty_result_is_not_negotiated(echo: Tuple[LocalEndpoint, TinyAction
 # ----------------------------------------------------------------------------- 9: forms and X-OW-EXTRA-LOGGING
 
 
-@pytest.mark.parametrize("body", [b"a=caf\xe9", b"a=x y", b"a=%zz", b"a=1=2", b"a=1;b=2"],
-                         ids=["not-utf8", "raw-space", "bad-percent", "second-equals", "semicolon"])
-def test_a_form_pekko_refuses_is_400_and_never_reaches_the_action(merged: Tuple[LocalEndpoint, TinyAction],
-                                                                  body: bytes) -> None:
-    # entity(as[FormData]): Uri.Query(string, UTF-8) in strict mode (UriParser.scala: strict-query-key-char
-    # and strict-query-value-char); a failure is a MalformedRequestContentRejection, a 400.
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize("body, message", [
+    # UriSpec.scala 446-451 (pekko-http 1.1.0): '%' must be followed by two hex digits, in either mode.
+    (b"a%b=c", "Invalid input '=', expected HEXDIG (line 1, column 4): a%b=c\n   ^"),
+    (b"a=%zz", "Invalid input 'z', expected HEXDIG (line 1, column 4): a=%zz\n   ^"),
+    (b"a=%4", "Unexpected end of input, expected HEXDIG (line 1, column 5): a=%4\n    ^"),
+    # CharacterClasses.scala 65-66: no space, '#' or other character outside visible ASCII. The
+    # alternatives listed are those of UriSpec.scala 371-392, from the same grammar.
+    (b"a=x y", "Invalid input ' ', expected '+', query-char, pct-encoded, '&' or 'EOI' (line 1, column 4): a=x y\n   ^"),
+    (b"ab#=1", "Invalid input '#', expected '+', query-char, pct-encoded, '=', '&' or 'EOI' (line 1, column 3): "
+               "ab#=1\n  ^"),
+    # The body is decoded as UTF-8 first (PredefinedFromEntityUnmarshallers.scala 53-56): a byte that
+    # is not UTF-8 is U+FFFD there, refused like any character beyond ASCII; a tab stays a tab.
+    (b"a=caf\xe9", "Invalid input '\ufffd', expected '+', query-char, pct-encoded, '&' or 'EOI' (line 1, column 6): "
+                   "a=caf\ufffd\n     ^"),
+    (b"a=caf\xc3\xa9", "Invalid input '\u00e9', expected '+', query-char, pct-encoded, '&' or 'EOI' "
+                       "(line 1, column 6): a=caf\u00e9\n     ^"),
+    (b"a=1\tb=2", "Invalid input '\\t', expected '+', query-char, pct-encoded, '&' or 'EOI' (line 1, column 4): "
+                  "a=1\tb=2\n   ^"),
+    # Where nothing of a key or value matched, parboiled2 (2.5.1, RuleTrace.dropUnreportedPrefix) names
+    # the rule of UriParser.query (UriParser.scala 268-302) that began there instead of its alternatives.
+    (b" a=1", "Invalid input ' ', expected query or 'EOI' (line 1, column 1):  a=1\n^"),
+    (b"a=1& b", "Invalid input ' ', expected keyValuePairsWithReversalAvoidance or 'EOI' (line 1, column 5): "
+                "a=1& b\n    ^"),
+    (b"a= b", "Invalid input ' ', expected part, '&' or 'EOI' (line 1, column 3): a= b\n  ^"),
+    # Only the first line is shown; the unmarshaller replaces "Query," (PredefinedFromEntityUnmarshallers.scala 59).
+    (b"Query, x\ny", "Invalid input ' ', expected '+', query-char, pct-encoded, '=', '&' or 'EOI' (line 1, column 7): "
+                    "form content, x\n      ^"),
+], ids=["bad-percent-in-key", "bad-percent-in-value", "percent-at-the-end", "raw-space", "hash", "not-utf8",
+        "non-ascii", "tab", "leading-space", "space-after-ampersand", "space-after-equals", "query-comma"])
+def test_a_form_pekko_refuses_is_400_with_its_message(merged: Tuple[LocalEndpoint, TinyAction], body: bytes,
+                                                      message: str) -> None:
+    # entity(as[FormData]) runs Uri.Query(string, UTF-8), Relaxed by default (Uri.scala 722-724), and
+    # turns its IllegalUriException into an IllegalArgumentException (PredefinedFromEntityUnmarshallers.scala
+    # 57-59): a ValidationRejection (MarshallingDirectives.scala 53), answered by the default rejection
+    # handler (RejectionHandler.scala 311) as a 400 with the message, which the controller's
+    # customRejectionHandler wraps in {"error", "code"} (BasicHttpService.scala 192-198).
     endpoint, action = merged
     runs = len(action.runs)
-    response = endpoint.request("POST", web("echo"), body, {"Content-Type": "application/x-www-form-urlencoded"})
+    response = endpoint.request("POST", web("echo"), body, FORM)
     assert response.status == 400
-    assert response.json()["error"].startswith("The request content was malformed:\nIllegal form content")
+    assert response.json()["error"] == "Illegal query: " + message
+    assert response.header("Content-Type") == "application/json"
     assert len(action.runs) == runs
 
 
-def test_a_valid_form_is_merged(merged: Tuple[LocalEndpoint, TinyAction]) -> None:
+def test_a_refused_form_past_the_stack_limit_names_other_rules() -> None:
+    # UriParser.keyValuePairs (UriParser.scala 297-299): pairs 0-509 keep their values on the stack,
+    # pair 510 starts keyValuePairsWithLimitedStackUse, later pairs are its keyValuePair repetitions.
+    many = b"&".join(b"k%d=v" % number for number in range(515))
+    expected = {509: "keyValuePairsWithReversalAvoidance or 'EOI'", 510: "keyValuePairsWithLimitedStackUse or 'EOI'",
+                511: "keyValuePair, '&' or 'EOI'"}
+    for pair, names in expected.items():
+        start = len(b"&".join(many.split(b"&")[:pair])) + 1
+        body = many[:start] + b" " + many[start:]
+        with pytest.raises(local_endpoint.FormRefused) as refused:
+            local_endpoint.parse_form(body)
+        assert "expected %s (line 1, column %d)" % (names, start + 1) in str(refused.value)
+
+
+@pytest.mark.parametrize("body, fields", [
+    # UriSpec.scala 438-440: Relaxed mode takes any visible ASCII but the separators unencoded.
+    (b"a^=b", {"a^": "b"}), (b"a;=b", {"a;": "b"}), (b"a=b=c", {"a": "b=c"}), (b"a=1;b=2", {"a": "1;b=2"}),
+    (b"a=b|c&d=[x]", {"a": "b|c", "d": "[x]"}),
+    # A JSON text sent as a form is one key without a value.
+    (b'{"__ow_body":"x"}', {'{"__ow_body":"x"}': ""}), (b'[1,"two",false]', {'[1,"two",false]': ""}),
+    # UriSpec.scala 407-427: '+' is a space, %XX a byte of UTF-8, a pair without '=' has an empty value,
+    # an empty pair is ("", ""); form.fields.toMap keeps the last value of a repeated key (Uri.scala 683-687).
+    (b"a=x+y&b=%C3%A9&c&d=!$'()*,@:/?&e=%2B", {"a": "x y", "b": "\u00e9", "c": "", "d": "!$'()*,@:/?", "e": "+"}),
+    (b"a=1&a=2&&=v", {"a": "2", "": "v"}),
+], ids=["caret", "semicolon-in-key", "second-equals", "semicolon-in-value", "brackets-and-bar", "json-object",
+        "json-array", "decoded", "repeated-and-empty"])
+def test_a_form_relaxed_mode_accepts_is_merged(merged: Tuple[LocalEndpoint, TinyAction], body: bytes,
+                                               fields: Dict[str, str]) -> None:
     endpoint, action = merged
-    body = b"a=x+y&b=%C3%A9&c&d=!$'()*,@:/?"
-    endpoint.request("POST", web("echo"), body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert endpoint.request("POST", web("echo"), body, FORM).status == 200
     params = last_params(action)
-    assert (params["a"], params["b"], params["c"], params["d"]) == ("x y", "\u00e9", "", "!$'()*,@:/?")
+    assert dict((key, params[key]) for key in fields) == fields
+    assert "__ow_body" not in params
 
 
 def test_the_extra_logging_header_never_reaches_the_action(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
