@@ -165,6 +165,7 @@ _PAIRS_ON_THE_VALUE_STACK = 510
 _PARSER_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n"}
 _ENTITY_NAME = re.compile(r"\A([\w]|[\w][\w@ .-]*[\w@.-]+)\Z", re.ASCII)
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_FOLD = re.compile(rb"\r?\n[ \t]")  # obsolete line folding, as the header value holds it
 _BASE64_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/")
 _JAVA_WHITESPACE = "".join(chr(code) for code in range(33))  # what java.lang.String.trim strips
 # Characters pekko-http leaves unencoded when it renders a query (strict-query-char-np) or a path segment.
@@ -516,8 +517,9 @@ def _form_refusal(text: str, index: int, expected: str) -> FormRefused:
 
 
 def _parser_escape(character: str) -> str:
-    """parboiled2's CharUtils.escape of one Java char. A character beyond U+FFFF is two chars in Java:
-    the first, a lone surrogate, reaches the client as '?' (Java's UTF-8 encoder replaces it)."""
+    """One Java char in an error message, as parboiled2's CharUtils.escape and pekko-http's parsing
+    escape (parsing/package.scala 31-37) write it. A character beyond U+FFFF is two chars in Java: the
+    first, a lone surrogate, reaches the client as '?' (Java's UTF-8 encoder replaces it)."""
     if character in _PARSER_ESCAPES:
         return _PARSER_ESCAPES[character]
     if ord(character) < 0x20 or 0x7F <= ord(character) <= 0x9F:
@@ -592,15 +594,18 @@ class RequestRejected(Exception):
 def decode_headers(header_items: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
     """The request headers as pekko-http reads them, without the one the controller removes first.
 
-    HttpHeaderParser.scanHeaderValue: a tab is a space, UTF-8 sequences are decoded, a sequence
-    that does not decode is kept byte for byte, and a byte that starts no sequence is refused
-    (ValueError). BasicHttpService.route removes X-OW-EXTRA-LOGGING before any route sees the request.
+    HttpHeaderParser.scanHeaderValue (pekko-http 1.1.0 HttpHeaderParser.scala 593-650): a tab is a
+    space, a line break and the space or tab after it (obsolete line folding) are one space, UTF-8
+    sequences are decoded, a sequence that does not decode is kept byte for byte, and a control
+    character or a byte that starts no sequence is refused (ValueError). Then the value is trimmed
+    with String.trim, every character up to U+0020 at either end (lines 569 and 589). BasicHttpService.route
+    removes X-OW-EXTRA-LOGGING before any route sees the request.
     """
     decoded = []
     for name, value in header_items:
         if name.lower() == EXTRA_LOGGING_HEADER:
             continue
-        decoded.append((name, _decode_header_value(value.encode("latin-1", "replace"))))
+        decoded.append((name, _decode_header_value(value.encode("latin-1", "replace")).strip(_JAVA_WHITESPACE)))
     return decoded
 
 
@@ -622,13 +627,18 @@ def _decode_header_value(raw: bytes) -> str:
     at = 0
     while at < len(raw):
         byte = raw[at]
-        if byte < 0x80:
+        fold = _FOLD.match(raw, at) if byte in b"\r\n" else None
+        if fold:
+            out.append(" ")
+            at = fold.end()
+            continue
+        if 0x20 <= byte < 0x80 or byte == 0x09:
             out.append(" " if byte == 0x09 else chr(byte))
             at += 1
             continue
         size = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 0
         if not size:
-            raise ValueError("Illegal character '\\u%04x' in header value" % byte)
+            raise ValueError("Illegal character '%s' in header value" % _parser_escape(chr(byte)))
         sequence = raw[at:at + size]
         try:
             out.append(sequence.decode("utf-8"))

@@ -137,6 +137,30 @@ def test_request_header_values_are_decoded_as_utf8(echo: Tuple[LocalEndpoint, Ti
     assert (headers["x-name"], headers["x-broken"], headers["x-tab"]) == ("caf\u00e9", "a\u00c3(b", "a b")
 
 
+def test_request_header_values_are_trimmed_and_unfolded(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
+    # pekko-http 1.1.0 HttpHeaderParser.scala 569 and 589: every value, modeled or raw, is trimmed
+    # (String.trim) once scanned; scanHeaderValue (603-608) turns a line break and the space or tab
+    # after it into one space. An unparsable Content-Type stays a raw header with the trimmed value.
+    endpoint, action = echo
+    head = (b"GET " + web("echo").encode() + b" HTTP/1.1\r\nHost: x\r\nX-A: v  \r\nX-B:\t v\t \r\n"
+            b"X-C: a\r\n  b \r\nX-D: a\r\n\tb\r\nX-E:   \r\nContent-Type: text/plain; \r\n")
+    status, _ = raw_request(endpoint.port, head)
+    assert status == 200
+    headers = last_params(action)["__ow_headers"]
+    assert [headers[name] for name in ("x-a", "x-b", "x-c", "x-d", "x-e", "content-type")] == [
+        "v", "v", "a  b", "a b", "", "text/plain;"]
+
+
+def test_a_header_value_with_a_control_character_is_refused(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
+    # scanHeaderValue (HttpHeaderParser.scala 612, 644-647): only 7-bit characters from ' ' up are legal;
+    # the message escapes the character (parsing/package.scala 31-37).
+    endpoint, action = echo
+    runs = len(action.runs)
+    status, rest = raw_request(endpoint.port, b"GET " + web("echo").encode() + b" HTTP/1.1\r\nX-Bad: a\x01b\r\n")
+    assert status == 400 and b"Illegal character '\\u0001' in header value" in rest
+    assert len(action.runs) == runs
+
+
 def test_a_header_value_with_a_stray_byte_is_refused(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
     # scanHeaderValue: a byte that starts no UTF-8 sequence is an illegal character; the server's
     # parser settings default to `error` for it (illegal-response-header-value-processing-mode).
