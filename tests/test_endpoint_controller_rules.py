@@ -285,7 +285,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
     (b"a=%4", "Unexpected end of input, expected HEXDIG (line 1, column 5): a=%4\n    ^"),
     # CharacterClasses.scala 65-66: no space, '#' or other character outside visible ASCII. The
     # alternatives listed are those of UriSpec.scala 371-392, from the same grammar.
-    (b"a=x y", "Invalid input ' ', expected '+', query-char, pct-encoded, '&' or 'EOI' (line 1, column 4): a=x y\n   ^"),
+    (b"a=x y", "Invalid input ' ', expected '+', query-char, pct-encoded, '&' or 'EOI' (line 1, column 4): "
+               "a=x y\n   ^"),
     (b"ab#=1", "Invalid input '#', expected '+', query-char, pct-encoded, '=', '&' or 'EOI' (line 1, column 3): "
                "ab#=1\n  ^"),
     # The body is decoded as UTF-8 first (PredefinedFromEntityUnmarshallers.scala 53-56): a byte that
