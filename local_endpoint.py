@@ -446,9 +446,12 @@ class FormRefused(Exception):
 def parse_form(body: bytes) -> List[Tuple[str, str]]:
     """The pairs of an application/x-www-form-urlencoded body as the controller's entity(as[FormData])
     reads them (PredefinedFromEntityUnmarshallers.scala 50-62): the body decoded as UTF-8 (malformed
-    bytes become U+FFFD), then Uri.Query in Relaxed mode; a key without '=' has the value ""."""
+    bytes become U+FFFD), then Uri.Query in Relaxed mode; a key without '=' has the value "". An
+    empty body has no pairs (FormData.Empty)."""
     text = body.decode("utf-8", "replace")
     pairs = []  # type: List[Tuple[str, str]]
+    if not text:
+        return pairs
     at = 0
     while True:
         pair_start = at

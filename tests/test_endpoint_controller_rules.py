@@ -348,15 +348,17 @@ def test_a_refused_form_past_the_stack_limit_names_other_rules() -> None:
     # an empty pair is ("", ""); form.fields.toMap keeps the last value of a repeated key (Uri.scala 683-687).
     (b"a=x+y&b=%C3%A9&c&d=!$'()*,@:/?&e=%2B", {"a": "x y", "b": "\u00e9", "c": "", "d": "!$'()*,@:/?", "e": "+"}),
     (b"a=1&a=2&&=v", {"a": "2", "": "v"}),
+    # An empty body is no pair at all (PredefinedFromEntityUnmarshallers.scala 54: FormData.Empty).
+    (b"", {}),
 ], ids=["caret", "semicolon-in-key", "second-equals", "semicolon-in-value", "brackets-and-bar", "json-object",
-        "json-array", "decoded", "repeated-and-empty"])
+        "json-array", "decoded", "repeated-and-empty", "empty"])
 def test_a_form_relaxed_mode_accepts_is_merged(merged: Tuple[LocalEndpoint, TinyAction], body: bytes,
                                                fields: Dict[str, str]) -> None:
     endpoint, action = merged
     assert endpoint.request("POST", web("echo"), body, FORM).status == 200
     params = last_params(action)
     assert dict((key, params[key]) for key in fields) == fields
-    assert "__ow_body" not in params
+    assert "__ow_body" not in params and ("" in params) == ("" in fields)
 
 
 def test_the_extra_logging_header_never_reaches_the_action(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
