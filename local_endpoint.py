@@ -155,9 +155,8 @@ _TOKEN = re.compile(r"\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # A form as Uri.Query parses it in its default Relaxed mode (pekko-http 1.1.0 Uri.scala 722-724): pairs
 # split by '&', key and value by the first '='; a key of any visible ASCII but "%&=#", a value of any but
 # "%&#" (CharacterClasses.scala 62-66), '+' for a space, %XX for a byte (UriParser.scala 268-314).
-_VISIBLE_ASCII = frozenset(chr(code) for code in range(0x21, 0x7F))
-_FORM_KEY_CHARACTERS = _VISIBLE_ASCII - frozenset("%&=#")
-_FORM_VALUE_CHARACTERS = _VISIBLE_ASCII - frozenset("%&#")
+_FORM_KEY = re.compile(r"(?:[!\"$'-<>-~]|%[0-9A-Fa-f]{2})*")
+_FORM_VALUE = re.compile(r"(?:[!\"$'-~]|%[0-9A-Fa-f]{2})*")
 _HEX_DIGITS = frozenset(string.hexdigits)
 # UriParser.query keeps the pairs parsed so far on its value stack (two values each) while that stays
 # within maxValueStackSize 1024 (keyValuePairs, UriParser.scala 297-299): pairs 0-509, then another rule.
@@ -455,12 +454,12 @@ def parse_form(body: bytes) -> List[Tuple[str, str]]:
     at = 0
     while True:
         pair_start = at
-        at = _form_part_end(text, at, _FORM_KEY_CHARACTERS)
+        at = _form_part_end(text, at, _FORM_KEY)
         key = text[pair_start:at]
         value_start = None  # type: Optional[int]
         if text.startswith("=", at):
             value_start = at + 1
-            at = _form_part_end(text, value_start, _FORM_VALUE_CHARACTERS)
+            at = _form_part_end(text, value_start, _FORM_VALUE)
         value = "" if value_start is None else text[value_start:at]
         pairs.append((_decode(key.encode("ascii"), True), _decode(value.encode("ascii"), True)))
         if at == len(text):
@@ -470,19 +469,13 @@ def parse_form(body: bytes) -> List[Tuple[str, str]]:
         at += 1
 
 
-def _form_part_end(text: str, at: int, allowed: frozenset) -> int:
+def _form_part_end(text: str, at: int, part: Any) -> int:
     """Where a key or value that starts at `at` ends; a '%' must be followed by two hex digits."""
-    while at < len(text):
-        if text[at] in allowed:
-            at += 1
-        elif text[at] == "%":
-            for digit in (at + 1, at + 2):
-                if digit >= len(text) or text[digit] not in _HEX_DIGITS:
-                    raise _form_refusal(text, digit, "HEXDIG")  # UriSpec.scala 446-451
-            at += 3
-        else:
-            break
-    return at
+    end = part.match(text, at).end()
+    if text.startswith("%", end):
+        digit = end + 1 if end + 1 == len(text) or text[end + 1] not in _HEX_DIGITS else end + 2
+        raise _form_refusal(text, digit, "HEXDIG")  # UriSpec.scala 446-451
+    return end
 
 
 def _expected_in_form(pair: int, pair_is_empty: bool, value_start: Optional[int], at: int) -> str:
