@@ -1396,7 +1396,7 @@ class WebActionHandler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         started = time.monotonic()
-        transaction_id = self.headers.get(TRANSACTION_HEADER) or ""
+        transaction_id = (self.headers.get(TRANSACTION_HEADER) or "").strip(_JAVA_WHITESPACE)  # as decode_headers
         if not transaction_id or transaction_id.startswith("sid_"):
             transaction_id = new_transaction_id()
         reply, headers, label = self._answer(transaction_id, started)

@@ -143,12 +143,14 @@ def test_request_header_values_are_trimmed_and_unfolded(echo: Tuple[LocalEndpoin
     # after it into one space. An unparsable Content-Type stays a raw header with the trimmed value.
     endpoint, action = echo
     head = (b"GET " + web("echo").encode() + b" HTTP/1.1\r\nHost: x\r\nX-A: v  \r\nX-B:\t v\t \r\n"
-            b"X-C: a\r\n  b \r\nX-D: a\r\n\tb\r\nX-E:   \r\nContent-Type: text/plain; \r\n")
-    status, _ = raw_request(endpoint.port, head)
+            b"X-C: a\r\n  b \r\nX-D: a\r\n\tb\r\nX-E:   \r\nContent-Type: text/plain; \r\nX-Request-ID: my-id \t\r\n")
+    status, rest = raw_request(endpoint.port, head)
     assert status == 200
     headers = last_params(action)["__ow_headers"]
     assert [headers[name] for name in ("x-a", "x-b", "x-c", "x-d", "x-e", "content-type")] == [
         "v", "v", "a  b", "a b", "", "text/plain;"]
+    # The transaction id the controller takes from X-Request-ID (BasicHttpService.assignId) is trimmed too.
+    assert b"\r\nX-Request-ID: my-id\r\n" in rest and action.runs[-1]["transaction_id"] == "my-id"
 
 
 def test_a_header_value_with_a_control_character_is_refused(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
