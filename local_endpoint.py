@@ -152,12 +152,19 @@ _JAVA_INT = re.compile(r"\A[+-]?\d+\Z")  # str patterns: \d is any Unicode decim
 _SUBTYPE_WILDCARD = re.compile(r"\*(?![!#$%&'*+\-.^_`|~0-9A-Za-z])")
 _WEIGHT = re.compile(r";[ \t]*q[ \t]*=[ \t]*(0(?:\.[0-9]*)?|\.[0-9]+|1(?:\.0*)?)[ \t]*")
 _TOKEN = re.compile(r"\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-# A form as Uri.Query parses it in strict mode (UriParser.scala): pairs split by '&', key and value by one
-# '=', each of unreserved characters, "!$'()*+,@:/?" and percent-encoded bytes. Its end is where it fails.
-_FORM_PART = rb"(?:[A-Za-z0-9\-._~!$'()*+,@:/?]|%[0-9A-Fa-f]{2})*"
-_STRICT_FORM = re.compile(rb"(?:%s(?:=%s)?(?:&%s(?:=%s)?)*)?" % ((_FORM_PART,) * 4))
+# A form as Uri.Query parses it in its default Relaxed mode (pekko-http 1.1.0 Uri.scala 722-724): pairs
+# split by '&', key and value by the first '='; a key of any visible ASCII but "%&=#", a value of any but
+# "%&#" (CharacterClasses.scala 62-66), '+' for a space, %XX for a byte (UriParser.scala 268-314).
+_FORM_KEY = re.compile(r"(?:[!\"$'-<>-~]|%[0-9A-Fa-f]{2})*")
+_FORM_VALUE = re.compile(r"(?:[!\"$'-~]|%[0-9A-Fa-f]{2})*")
+_HEX_DIGITS = frozenset(string.hexdigits)
+# UriParser.query keeps the pairs parsed so far on its value stack (two values each) while that stays
+# within maxValueStackSize 1024 (keyValuePairs, UriParser.scala 297-299): pairs 0-509, then another rule.
+_PAIRS_ON_THE_VALUE_STACK = 510
+_PARSER_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n"}
 _ENTITY_NAME = re.compile(r"\A([\w]|[\w][\w@ .-]*[\w@.-]+)\Z", re.ASCII)
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_FOLD = re.compile(rb"\r?\n[ \t]")  # obsolete line folding, as the header value holds it
 _BASE64_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/")
 _JAVA_WHITESPACE = "".join(chr(code) for code in range(33))  # what java.lang.String.trim strips
 # Characters pekko-http leaves unencoded when it renders a query (strict-query-char-np) or a path segment.
@@ -431,6 +438,91 @@ def render_query(pairs: List[Tuple[str, Optional[str]]]) -> str:
                     for key, value in pairs)
 
 
+class FormRefused(Exception):
+    """A body Uri.Query refuses; the text is what the controller answers (a ValidationRejection's)."""
+
+
+def parse_form(body: bytes) -> List[Tuple[str, str]]:
+    """The pairs of an application/x-www-form-urlencoded body as the controller's entity(as[FormData])
+    reads them (PredefinedFromEntityUnmarshallers.scala 50-62): the body decoded as UTF-8 (malformed
+    bytes become U+FFFD), then Uri.Query in Relaxed mode; a key without '=' has the value "". An
+    empty body has no pairs (FormData.Empty)."""
+    text = body.decode("utf-8", "replace")
+    pairs = []  # type: List[Tuple[str, str]]
+    if not text:
+        return pairs
+    at = 0
+    while True:
+        pair_start = at
+        at = _form_part_end(text, at, _FORM_KEY)
+        key = text[pair_start:at]
+        value_start = None  # type: Optional[int]
+        if text.startswith("=", at):
+            value_start = at + 1
+            at = _form_part_end(text, value_start, _FORM_VALUE)
+        value = "" if value_start is None else text[value_start:at]
+        pairs.append((_decode(key.encode("ascii"), True), _decode(value.encode("ascii"), True)))
+        if at == len(text):
+            return pairs
+        if text[at] != "&":
+            raise _form_refusal(text, at, _expected_in_form(len(pairs) - 1, at == pair_start, value_start, at))
+        at += 1
+
+
+def _form_part_end(text: str, at: int, part: Any) -> int:
+    """Where a key or value that starts at `at` ends; a '%' must be followed by two hex digits."""
+    end = part.match(text, at).end()
+    if text.startswith("%", end):
+        digit = end + 1 if end + 1 == len(text) or text[end + 1] not in _HEX_DIGITS else end + 2
+        raise _form_refusal(text, digit, "HEXDIG")  # UriSpec.scala 446-451
+    return end
+
+
+def _expected_in_form(pair: int, pair_is_empty: bool, value_start: Optional[int], at: int) -> str:
+    """What parboiled2's ErrorFormatter lists as expected where a form stops: the alternatives tried
+    there, in order, except that the alternatives of a named rule that began right there are listed
+    under its name (RuleTrace.dropUnreportedPrefix in parboiled2 2.5.1, the version pekko-http 1.1.0
+    uses). The rules are UriParser.query's: query, keyValuePairs*, keyValuePair and part."""
+    if value_start is not None:
+        return "part, '&' or 'EOI'" if at == value_start else "'+', query-char, pct-encoded, '&' or 'EOI'"
+    if not pair_is_empty:
+        return "'+', query-char, pct-encoded, '=', '&' or 'EOI'"  # as UriSpec.scala 371-382 shows it
+    if pair == 0:
+        return "query or 'EOI'"
+    if pair < _PAIRS_ON_THE_VALUE_STACK:
+        return "keyValuePairsWithReversalAvoidance or 'EOI'"
+    if pair == _PAIRS_ON_THE_VALUE_STACK:
+        return "keyValuePairsWithLimitedStackUse or 'EOI'"
+    return "keyValuePair, '&' or 'EOI'"
+
+
+def _form_refusal(text: str, index: int, expected: str) -> FormRefused:
+    """UriParser.fail: IllegalUriException("Illegal query: " + the error, the input line with a caret
+    under the column), whose formatPretty joins the two with ": "; the unmarshaller rethrows it as an
+    IllegalArgumentException with "Query," replaced. Columns count UTF-16 units, as Java does; the
+    refused character is always on the first line (a line feed is refused itself)."""
+    column = len(text[:index].encode("utf-16-le")) // 2 + 1
+    if index < len(text):
+        problem = "Invalid input '%s'" % _parser_escape(text[index])
+    else:
+        problem = "Unexpected end of input"
+    line = text.split("\n", 1)[0]
+    message = "Illegal query: %s, expected %s (line 1, column %d): %s\n%s^" % (problem, expected, column, line,
+                                                                               " " * (column - 1))
+    return FormRefused(message.replace("Query,", "form content,"))
+
+
+def _parser_escape(character: str) -> str:
+    """One Java char in an error message, as parboiled2's CharUtils.escape and pekko-http's parsing
+    escape (parsing/package.scala 31-37) write it. A character beyond U+FFFF is two chars in Java: the
+    first, a lone surrogate, reaches the client as '?' (Java's UTF-8 encoder replaces it)."""
+    if character in _PARSER_ESCAPES:
+        return _PARSER_ESCAPES[character]
+    if ord(character) < 0x20 or 0x7F <= ord(character) <= 0x9F:
+        return "\\u%04x" % ord(character)
+    return "?" if ord(character) > 0xFFFF else character
+
+
 def _decode(raw: bytes, plus_is_space: bool) -> str:
     if plus_is_space:
         raw = raw.replace(b"+", b" ")
@@ -498,15 +590,18 @@ class RequestRejected(Exception):
 def decode_headers(header_items: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
     """The request headers as pekko-http reads them, without the one the controller removes first.
 
-    HttpHeaderParser.scanHeaderValue: a tab is a space, UTF-8 sequences are decoded, a sequence
-    that does not decode is kept byte for byte, and a byte that starts no sequence is refused
-    (ValueError). BasicHttpService.route removes X-OW-EXTRA-LOGGING before any route sees the request.
+    HttpHeaderParser.scanHeaderValue (pekko-http 1.1.0 HttpHeaderParser.scala 593-650): a tab is a
+    space, a line break and the space or tab after it (obsolete line folding) are one space, UTF-8
+    sequences are decoded, a sequence that does not decode is kept byte for byte, and a control
+    character or a byte that starts no sequence is refused (ValueError). Then the value is trimmed
+    with String.trim, every character up to U+0020 at either end (lines 569 and 589). BasicHttpService.route
+    removes X-OW-EXTRA-LOGGING before any route sees the request.
     """
     decoded = []
     for name, value in header_items:
         if name.lower() == EXTRA_LOGGING_HEADER:
             continue
-        decoded.append((name, _decode_header_value(value.encode("latin-1", "replace"))))
+        decoded.append((name, _decode_header_value(value.encode("latin-1", "replace")).strip(_JAVA_WHITESPACE)))
     return decoded
 
 
@@ -528,13 +623,18 @@ def _decode_header_value(raw: bytes) -> str:
     at = 0
     while at < len(raw):
         byte = raw[at]
-        if byte < 0x80:
+        fold = _FOLD.match(raw, at) if byte in b"\r\n" else None
+        if fold:
+            out.append(" ")
+            at = fold.end()
+            continue
+        if 0x20 <= byte < 0x80 or byte == 0x09:
             out.append(" " if byte == 0x09 else chr(byte))
             at += 1
             continue
         size = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 0
         if not size:
-            raise ValueError("Illegal character '\\u%04x' in header value" % byte)
+            raise ValueError("Illegal character '%s' in header value" % _parser_escape(chr(byte)))
         sequence = raw[at:at + size]
         try:
             out.append(sequence.decode("utf-8"))
@@ -602,14 +702,12 @@ def _body_value(entity_type: Optional[MediaType], body: bytes, raw: bool, transa
         except ValueError as error:
             raise _malformed(str(error), transaction_id)
     if not raw and entity_type.equals("application/x-www-form-urlencoded"):
-        refused = _STRICT_FORM.match(body)
-        if refused.end() < len(body):
-            # Uri.Query in strict mode: a character it refuses, or '%' without two hex digits.
-            position = refused.end() + (1 if body[refused.end():refused.end() + 1] == b"%" else 0)
-            character = body[position:position + 1].decode("latin-1")
-            raise _malformed("Illegal form content: Invalid input %r at position %d" % (character, position),
-                             transaction_id)
-        return True, dict((key, value or "") for key, value in parse_query(body))
+        try:
+            return True, dict(parse_form(body))  # form.fields.toMap: a repeated key keeps its last value
+        except FormRefused as refused:
+            # MarshallingDirectives.scala 53: an IllegalArgumentException is a ValidationRejection, which
+            # the default rejection handler answers with a 400 and the message as it is.
+            raise RequestRejected(rejection_reply(400, str(refused), transaction_id), in_route=False)
     if entity_type.kind == "binary" or entity_type.equals("application/json"):
         return True, base64.b64encode(body).decode("ascii")
     return True, body.decode("utf-8", "replace")
@@ -1298,7 +1396,7 @@ class WebActionHandler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         started = time.monotonic()
-        transaction_id = self.headers.get(TRANSACTION_HEADER) or ""
+        transaction_id = (self.headers.get(TRANSACTION_HEADER) or "").strip(_JAVA_WHITESPACE)  # as decode_headers
         if not transaction_id or transaction_id.startswith("sid_"):
             transaction_id = new_transaction_id()
         reply, headers, label = self._answer(transaction_id, started)
