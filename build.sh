@@ -602,7 +602,7 @@ platform_heading() {
 
 DEPLOY_DIRS=()
 # Writes (or, in a dry run, prints) the model's deployment files into DEPLOY_DIR/MODEL, pinned to
-# the registry digest when the image was pushed and its digest is known.
+# the registry digest when the image was pushed and its digest is known. Its status goes to LAST_STATUS.
 write_deploy_files() {
   local model="$1" image="$2" digest=""
   local -a command
@@ -611,8 +611,9 @@ write_deploy_files() {
     --image "$image" --max-instances "$MAX_INSTANCES")
   if [[ -n "$digest" ]]; then command+=(--digest "$digest"); fi
   if ((DRY_RUN)); then command+=(--dry-run); fi
-  "${command[@]}" || return 1
-  DEPLOY_DIRS+=("$DEPLOY_DIR/$model")
+  LAST_STATUS=0
+  "${command[@]}" || LAST_STATUS=$?
+  if ((LAST_STATUS == 0)); then DEPLOY_DIRS+=("$DEPLOY_DIR/$model"); fi
 }
 
 SUMMARY_MODELS=()
@@ -648,9 +649,12 @@ process_model() {
     read_image_digest "$image" "$digest_file"
     result="$DIGEST"
     add_deploy_commands "$model" "$image"
-    if [[ -n "$DEPLOY_DIR" ]] && ! write_deploy_files "$model" "$image"; then
-      MODEL_FAILED=1
-      result="error: deployment files not written"
+    if [[ -n "$DEPLOY_DIR" ]]; then
+      write_deploy_files "$model" "$image"
+      if ((LAST_STATUS != 0)); then
+        MODEL_FAILED=1
+        result="error: deployment files not written"
+      fi
     fi
   fi
   if ((MODEL_FAILED == 0)); then
