@@ -521,3 +521,265 @@ def test_endpoint_refuses_a_manifest_it_cannot_deploy(manifest: str, fragment: s
     pytest.importorskip("yaml")
     stderr = endpoint_error(manifest, tmp_path)
     assert stderr.startswith("local_endpoint.py: error: ") and fragment in stderr, stderr
+
+
+# ================================================================ with a real container engine
+
+from test_build import base_images, docker, registry, wait_for_http  # noqa: E402,F401
+
+DEPLOY_USERNAME = "smx-deploy"
+DEPLOY_TAG = "deploy-test"
+EXAMPLES = [os.path.basename(directory) for directory in example_model_dirs()]
+# SAM layers its emulator onto the image with a RUN step as the image's USER; this example's is not
+# root, so SAM cannot (Lambda itself can: it runs any image as its own user).
+NONROOT_MODEL = "max-example-text-sentiment"
+
+
+@pytest.fixture(scope="module")
+def deployed(registry: str, base_images: Dict[str, str], tmp_path_factory: Any) -> Iterator[Tuple[str, Dict[str, str]]]:  # noqa: F811
+    """build.sh over the example models, pushing to the loopback registry, with --deploy-dir: the
+    directory of the files and each model's pushed image."""
+    out = str(tmp_path_factory.mktemp("deployed") / "deploy")
+    result = run_build("--deploy-dir", out, "--max-instances", "3",
+                       env={"MODELS": " ".join(EXAMPLES), "USERNAME": DEPLOY_USERNAME, "REGISTRY": registry,
+                            "TAG": DEPLOY_TAG}, cwd=ROOT)
+    images = dict((model, "%s/%s/%s:%s" % (registry, DEPLOY_USERNAME, model, DEPLOY_TAG)) for model in EXAMPLES)
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        # A loopback registry: every platform is told it cannot pull from there.
+        assert "every platform: %s is a loopback registry" % registry in result.stderr
+        yield out, images
+    finally:
+        image_ids = docker("image", "inspect", "--format", "{{.Id}}", *images.values(), check=False).split()
+        docker("rmi", "--force", *image_ids or list(images.values()), check=False)
+
+
+def test_the_files_pin_the_pushed_image_by_its_digest(deployed: Tuple[str, Dict[str, str]]) -> None:
+    out, images = deployed
+    for model, image in images.items():
+        repository = image.rsplit(":", 1)[0]
+        digests = json.loads(docker("image", "inspect", "--format", "{{json .RepoDigests}}", image))
+        (pinned,) = [entry for entry in digests if entry.split("@", 1)[0] == repository]
+        service = load_yaml(os.path.join(out, model, "knative-service.yaml"))
+        assert service["spec"]["template"]["spec"]["containers"][0]["image"] == pinned
+        manifest = load_yaml(os.path.join(out, model, "openwhisk-manifest.yaml"))
+        assert manifest["packages"]["default"]["actions"][model]["docker"] == pinned
+
+
+def docker_memory(quantity: str) -> str:
+    number, unit = re.match(r"^([0-9]+)(Mi|Gi)$", quantity).groups()
+    return "%dm" % (int(number) * (1024 if unit == "Gi" else 1))
+
+
+def docker_run_of(service: Dict[str, Any]) -> Tuple[List[str], int]:
+    """`docker run` arguments that start the service's container as Knative (and Cloud Run) would: its
+    port in PORT, the K_* variables the platform sets, its env, command, args and resource limits."""
+    name = service["metadata"]["name"]
+    (container,) = service["spec"]["template"]["spec"]["containers"]
+    (port,) = [entry["containerPort"] for entry in container["ports"]]
+    variables = [("PORT", str(port)), ("K_SERVICE", name), ("K_CONFIGURATION", name), ("K_REVISION", name + "-00001")]
+    variables += [(entry["name"], entry["value"]) for entry in container.get("env", [])]
+    limits = container["resources"]["limits"]
+    arguments = ["run", "--detach", "--publish", "127.0.0.1::%d" % port, "--memory", docker_memory(limits["memory"]),
+                 "--memory-swap", docker_memory(limits["memory"]), "--cpus", limits["cpu"]]
+    for variable, value in variables:
+        arguments += ["--env", "%s=%s" % (variable, value)]
+    command = container.get("command") or []
+    if command:
+        arguments += ["--entrypoint", command[0]]
+    arguments.append(container["image"])
+    return arguments + command[1:] + container.get("args", []), port
+
+
+def probe_passes(container_id: str, probe: Dict[str, Any]) -> bool:
+    """The file's TCP probe, from inside the container's network namespace as the kubelet's."""
+    check = ("import socket, sys\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=1).close()\n"
+             "except OSError:\n    sys.exit(1)\n" % probe["tcpSocket"]["port"])
+    return subprocess.run(["docker", "exec", container_id, "python", "-c", check], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+
+
+def send(port: int, sample: SampleRequest, prefix: str = "", timeout: float = 120) -> Tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(sample.method, prefix + target(sample), body=sample.body or None, headers=sample.headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("name", ["knative-service.yaml", "cloudrun-service.yaml"])
+def test_each_service_file_runs_as_declared_and_every_sample_answers(
+        deployed: Tuple[str, Dict[str, str]], name: str) -> None:
+    out, _ = deployed
+    for model in EXAMPLES:
+        service = load_yaml(os.path.join(out, model, name))
+        (container,) = service["spec"]["template"]["spec"]["containers"]
+        probe = container.get("readinessProbe") or container["startupProbe"]
+        arguments, port = docker_run_of(service)
+        container_id = docker(*arguments).strip()
+        try:
+            inspected = json.loads(docker("inspect", container_id))[0]["HostConfig"]
+            assert inspected["Memory"] == int(docker_memory(container["resources"]["limits"]["memory"])[:-1]) << 20
+            assert inspected["NanoCpus"] == int(float(container["resources"]["limits"]["cpu"]) * 1e9)
+            deadline = time.time() + probe.get("periodSeconds", 1) * probe.get("failureThreshold", 120)
+            while not probe_passes(container_id, probe):
+                assert time.time() < deadline, docker("logs", container_id, check=False)
+                time.sleep(0.5)
+            published = int(docker("port", container_id, "%d/tcp" % port).split()[0].rsplit(":", 1)[1])
+            wait_for_http(container_id, published, "/model/metadata")
+            timeout = service["spec"]["template"]["spec"]["timeoutSeconds"]
+            for sample in load_samples(os.path.join(ROOT, "examples", model)):
+                check_expected(sample, *send(published, sample, timeout=timeout))
+            logs = subprocess.run(["docker", "logs", container_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True, timeout=60)
+            assert "serving http (K_SERVICE is set)" in logs.stderr.splitlines()[0]
+        finally:
+            docker("rm", "--force", container_id, check=False)
+
+
+# ----------------------------------------------------------------- SAM: sam local start-lambda
+
+@pytest.fixture(scope="module")
+def sam_functions(sam: str, deployed: Tuple[str, Dict[str, str]]) -> Iterator[Dict[str, int]]:
+    """Per model: `sam local start-lambda` serving the generated template, the built image passed as the
+    ImageUri parameter (as NEXT-STEPS.txt passes the ECR copy), with a warm container."""
+    out, images = deployed
+    processes = {}  # type: Dict[str, Tuple[subprocess.Popen, str]]
+    ports = {}
+    try:
+        for model in EXAMPLES:
+            if model == NONROOT_MODEL:
+                continue
+            port = free_port()
+            log_path = os.path.join(out, model + "-sam.log")
+            with open(log_path, "wb") as log:
+                processes[model] = (subprocess.Popen(
+                    [sam, "local", "start-lambda", "--template", os.path.join(out, model, "lambda-template.yaml"),
+                     "--parameter-overrides", "ImageUri=" + images[model], "--port", str(port),
+                     "--host", "127.0.0.1", "--skip-pull-image", "--warm-containers", "EAGER"],
+                    cwd=out, stdout=log, stderr=subprocess.STDOUT, env=SAM_ENV), log_path)
+            ports[model] = port
+        deadline = time.time() + 300
+        for model, port in ports.items():
+            while True:
+                try:
+                    status, _ = invoke_function(port, {"warm-up": True}, timeout=30)
+                    if status == 200:
+                        break
+                except (OSError, http.client.HTTPException):
+                    pass
+                process, log_path = processes[model]
+                if process.poll() is not None or time.time() > deadline:
+                    with open(log_path, encoding="utf-8", errors="replace") as log:
+                        raise AssertionError("sam local start-lambda did not serve %s:\n%s" % (model, log.read()[-3000:]))
+                time.sleep(1)
+        yield ports
+    finally:
+        for process, _ in processes.values():
+            process.terminate()  # SAM removes its warm containers as it stops
+        for process, _ in processes.values():
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        docker("rmi", "--force", *[images[model].rsplit(":", 1)[0] + ":rapid-x86_64" for model in processes],
+               check=False)
+
+
+def invoke_function(port: int, event: Any, timeout: float = 120) -> Tuple[int, bytes]:
+    """The Lambda Invoke API that sam local start-lambda serves, for the template's function Model."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", "/2015-03-31/functions/Model/invocations", body=json.dumps(event).encode("utf-8"))
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_sam_runs_the_template_and_every_sample_answers_through_a_function_url_event(
+        sam_functions: Dict[str, int]) -> None:
+    from lambda_events import function_url, header, http_response
+    checked = 0
+    for model, port in sam_functions.items():
+        for sample in load_samples(os.path.join(ROOT, "examples", model)):
+            event = function_url(sample.method, sample.path, sample.query, list(sample.headers.items()), sample.body)
+            status, body = invoke_function(port, event)
+            assert status == 200, (model, sample.name, body[:500])
+            status, headers, data = http_response(json.loads(body.decode("utf-8")))
+            check_expected(sample, status, header(headers, "Content-Type"), data)
+            checked += 1
+    assert checked >= 3 * len(sam_functions)
+
+
+# ------------------------------------------------------- OpenWhisk: local_endpoint.py --manifest
+
+@pytest.fixture(scope="module")
+def manifest_endpoint(deployed: Tuple[str, Dict[str, str]]) -> Iterator[Tuple[int, List[str]]]:
+    """local_endpoint.py deploying every example's manifest (one endpoint per manifest, as wskdeploy
+    deploys one manifest at a time): the ports and everything it printed."""
+    out, _ = deployed
+    pytest.importorskip("yaml")
+    started = []  # type: List[Tuple[subprocess.Popen, List[str], threading.Thread]]
+    ports = {}
+    try:
+        for model in EXAMPLES:
+            port = free_port()
+            process = subprocess.Popen([sys.executable, LOCAL_ENDPOINT, "--manifest",
+                                        os.path.join(out, model, "openwhisk-manifest.yaml"), "--port", str(port)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+            output = []  # type: List[str]
+            ready = threading.Event()
+
+            def drain(process: subprocess.Popen = process, output: List[str] = output,
+                      ready: threading.Event = ready) -> None:
+                for line in process.stdout:
+                    output.append(line)
+                    if line.strip() == "ready":
+                        ready.set()
+
+            reader = threading.Thread(target=drain, daemon=True)
+            reader.start()
+            started.append((process, output, reader))
+            if not ready.wait(180):
+                raise AssertionError("local_endpoint.py --manifest did not get ready:\n" + "".join(output))
+            ports[model] = port
+        yield ports, started
+    finally:
+        for process, _, reader in started:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            reader.join(5)
+
+
+def test_the_manifest_deploys_on_the_local_endpoint_and_every_sample_answers(
+        manifest_endpoint: Tuple[Dict[str, int], Any], deployed: Tuple[str, Dict[str, str]]) -> None:
+    ports, started = manifest_endpoint
+    out, _ = deployed
+    for model, port in ports.items():
+        prefix = "/api/v1/web/guest/default/%s" % model
+        for sample in load_samples(os.path.join(ROOT, "examples", model)):
+            check_expected(sample, *send(port, sample, prefix))
+    # Each action ran in its own container, limited to the manifest's memory.
+    containers = docker("ps", "--filter", "name=smx-endpoint-", "--format", "{{.Names}}").split()
+    for model in ports:
+        limit = load_yaml(os.path.join(out, model, "openwhisk-manifest.yaml"))["packages"]["default"]["actions"][
+            model]["limits"]["memorySize"]
+        (name,) = [name for name in containers if name.startswith("smx-endpoint-%s-" % model)]
+        assert int(docker("inspect", "--format", "{{.HostConfig.Memory}}", name).strip()) == limit << 20
+
+
+def test_the_endpoint_removes_the_manifests_containers_when_it_stops(
+        manifest_endpoint: Tuple[Dict[str, int], Any]) -> None:
+    _, started = manifest_endpoint
+    for process, _, _ in started:
+        process.terminate()
+        process.wait(60)
+    assert docker("ps", "--all", "--filter", "name=smx-endpoint-", "--format", "{{.Names}}").split() == []
