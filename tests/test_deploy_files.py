@@ -644,14 +644,16 @@ def test_each_service_file_runs_as_declared_and_every_sample_answers(
 @pytest.fixture(scope="module")
 def sam_functions(sam: str, deployed: Tuple[str, Dict[str, str]]) -> Iterator[Dict[str, int]]:
     """Per model: `sam local start-lambda` serving the generated template, the built image passed as the
-    ImageUri parameter (as NEXT-STEPS.txt passes the ECR copy), with a warm container."""
-    out, images = deployed
+    ImageUri parameter (as NEXT-STEPS.txt passes the ECR copy), with a warm container. SAM runs only
+    local images: it takes any localhost or 127.0.0.1 reference for ECR, so the image gets a local name."""
+    out, pushed = deployed
+    images = dict((model, "%s/%s:%s" % (DEPLOY_USERNAME, model, DEPLOY_TAG)) for model in EXAMPLES
+                  if model != NONROOT_MODEL)
     processes = {}  # type: Dict[str, Tuple[subprocess.Popen, str]]
     ports = {}
     try:
-        for model in EXAMPLES:
-            if model == NONROOT_MODEL:
-                continue
+        for model in images:
+            docker("tag", pushed[model], images[model])
             port = free_port()
             log_path = os.path.join(out, model + "-sam.log")
             with open(log_path, "wb") as log:
@@ -685,7 +687,7 @@ def sam_functions(sam: str, deployed: Tuple[str, Dict[str, str]]) -> Iterator[Di
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        docker("rmi", "--force", *[images[model].rsplit(":", 1)[0] + ":rapid-x86_64" for model in processes],
+        docker("rmi", *list(images.values()) + [image.rsplit(":", 1)[0] + ":rapid-x86_64" for image in images.values()],
                check=False)
 
 
