@@ -1564,13 +1564,23 @@ class ManifestAction(Action):
             connection.close()
 
     def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str, give_up_at: float) -> Outcome:
-        limit_at = time.monotonic() + self.timeout_ms / 1000.0
-        outcome = Action.invoke(self, params, activation_id, transaction_id, min(give_up_at, limit_at))
-        if outcome.kind == NOT_READY and activation_id in self.timed_out:
+        outcome = Action.invoke(self, params, activation_id, transaction_id, give_up_at)
+        if activation_id in self.timed_out:
             self.timed_out.discard(activation_id)
             return Outcome(DEVELOPER_ERROR, message="The action exceeded its time limits of %d milliseconds."
                            % self.timeout_ms)
         return outcome
+
+    def _post(self, path: str, message: Dict[str, Any], timeout: float) -> Tuple[int, Optional[int], bytes]:
+        # The time limit runs from the /run on, as the invoker's does: waiting for the container is not in it.
+        limit = self.timeout_ms / 1000.0
+        if path != "/run" or timeout <= limit:
+            return Action._post(self, path, message, timeout)
+        try:
+            return Action._post(self, path, message, limit)
+        except socket.timeout:
+            self.timed_out.add(message["activation_id"])
+            raise
 
     def stop(self, final: bool = False) -> None:
         Action.stop(self, final)
@@ -1579,8 +1589,6 @@ class ManifestAction(Action):
                        stderr=subprocess.DEVNULL)
 
     def _discard(self) -> None:
-        if self.run_ids:
-            self.timed_out.add(self.run_ids[-1])
         self.stop()
         self.needs_restart = True
 

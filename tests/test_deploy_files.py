@@ -785,3 +785,87 @@ def test_the_endpoint_removes_the_manifests_containers_when_it_stops(
         process.terminate()
         process.wait(60)
     assert docker("ps", "--all", "--filter", "name=smx-endpoint-", "--format", "{{.Names}}").split() == []
+
+
+ECHO_MANIFEST = """packages:
+  default:
+    actions:
+      echo:
+        docker: "{image}"
+        web: raw
+        limits:
+          memorySize: 256
+          timeout: 1500
+"""
+
+
+@pytest.fixture(scope="module")
+def echo_endpoint(registry: str, tmp_path_factory: Any) -> Iterator[Tuple[int, List[str]]]:  # noqa: F811
+    """The test app with a /slow route, built by build.sh, deployed from a manifest with a 1.5 s time limit."""
+    from test_image_http import build_echo_base_image
+    pytest.importorskip("yaml")
+    context_root = str(tmp_path_factory.mktemp("echo-base"))
+    build_echo_base_image(context_root)
+    image = "%s/max-test-echo:%s" % (DEPLOY_USERNAME, DEPLOY_TAG)
+    result = run_build("--no-push", env={"MODELS": "max-test-echo", "USERNAME": DEPLOY_USERNAME, "TAG": DEPLOY_TAG})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    manifest = tmp_path_factory.mktemp("echo-manifest") / "manifest.yaml"
+    manifest.write_text(ECHO_MANIFEST.format(image=image))
+    port = free_port()
+    process = subprocess.Popen([sys.executable, LOCAL_ENDPOINT, "--manifest", str(manifest), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    output = []  # type: List[str]
+    ready = threading.Event()
+
+    def drain() -> None:
+        for line in process.stdout:
+            output.append(line)
+            if line.strip() == "ready":
+                ready.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(180), "".join(output)
+        yield port, output
+    finally:
+        process.terminate()
+        process.wait(60)
+        reader.join(5)
+        docker("rmi", image, check=False)  # the base stays: other image tests share it
+
+
+def post_slow(port: int, seconds: float, results: Optional[List[Tuple[int, bytes]]] = None) -> Tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("POST", "/api/v1/web/guest/default/echo/slow?seconds=%g" % seconds, body=b"tag")
+        response = connection.getresponse()
+        answer = response.status, response.read()
+    finally:
+        connection.close()
+    if results is not None:
+        results.append(answer)
+    return answer
+
+
+def test_the_endpoint_enforces_the_manifests_time_limit_and_one_activation_at_a_time(
+        echo_endpoint: Tuple[int, List[str]]) -> None:
+    port, output = echo_endpoint
+    assert post_slow(port, 0.1)[0] == 200
+    # Two at once: the second waits for the container, and its wait is not in its time limit.
+    results = []  # type: List[Tuple[int, bytes]]
+    started = time.monotonic()
+    threads = [threading.Thread(target=post_slow, args=(port, 1.0, results)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [status for status, _ in results] == [200, 200]
+    assert time.monotonic() - started >= 2.0
+    # Over the limit: a developer error (400), the container replaced, the next activation served.
+    started = time.monotonic()
+    status, body = post_slow(port, 5)
+    assert status == 400 and b"There was an error processing your request." in body
+    assert time.monotonic() - started < 4.5
+    assert any("The action exceeded its time limits of 1500 milliseconds." in line for line in output), output
+    assert post_slow(port, 0.1)[0] == 200
