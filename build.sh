@@ -78,9 +78,9 @@ beside it; an option wins over the variable.
 
 Memory and timeout in the printed deploy commands come from examples/catalogue.json,
 converted to each platform's units and bounds; a model it does not list gets
-${DEFAULT_MEMORY_MB} MB and ${DEFAULT_TIMEOUT_MS} ms. Every command and file gives a container one
-request at a time and lets the platform add containers up to MAX_INSTANCES, none when idle: a MAX
-model computes one prediction at a time. See docs/deploy.md.
+${DEFAULT_MEMORY_MB} MB and ${DEFAULT_TIMEOUT_MS} ms. A MAX model computes one prediction at a time,
+so every command and file gives a container one request at a time and lets the platform add
+containers up to MAX_INSTANCES, and remove them all when idle (docs/deploy.md).
 Exit codes: 0 all built, 1 a model failed, 2 invalid input or environment (nothing was run).
 EOF
 }
