@@ -396,9 +396,11 @@ def next_steps(plan: Plan, directory: str) -> str:
         "aws ecr get-login-password --region $AWS_REGION | docker login --username AWS --password-stdin %s" % ecr,
         "docker tag %s %s/%s:%s" % (plan.image, ecr, model, tag),
         "docker push %s/%s:%s" % (ecr, model, tag),
+        # sam deploy wants an image repository for an image function; the image is in it already.
         "sam deploy --template-file %s/lambda-template.yaml --stack-name %s --region $AWS_REGION "
-        "--capabilities CAPABILITY_IAM --parameter-overrides ImageUri=%s/%s:%s FunctionUrlAuthType=AWS_IAM"
-        % (directory, lambda_name, ecr, model, tag),
+        "--capabilities CAPABILITY_IAM --image-repository %s/%s "
+        "--parameter-overrides ImageUri=%s/%s:%s FunctionUrlAuthType=AWS_IAM"
+        % (directory, lambda_name, ecr, model, ecr, model, tag),
         "aws cloudformation describe-stacks --stack-name %s --region $AWS_REGION "
         "--query \"Stacks[0].Outputs[?OutputKey=='FunctionUrl'].OutputValue\" --output text" % lambda_name,
         "",

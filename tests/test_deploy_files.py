@@ -371,6 +371,22 @@ def test_sam_template_declares_an_image_function_with_a_function_url(generated: 
         assert template["Outputs"]["FunctionUrl"]["Value"] == {"Fn::GetAtt": ["ModelUrl", "FunctionUrl"]}
 
 
+def test_the_sam_deploy_line_is_accepted_by_sam_cli(generated: str, sam: str) -> None:
+    """Offline: the line in NEXT-STEPS.txt passes the SAM CLI's own option checks (an image function
+    needs an image repository) and stops only where AWS is first called, for want of credentials."""
+    steps = open(os.path.join(generated, "max-ocr", "NEXT-STEPS.txt")).read().splitlines()
+    line = next(line for line in steps if line.startswith("sam deploy "))
+    line = line.replace("$AWS_ACCOUNT_ID", "123456789012").replace("$AWS_REGION", "eu-west-1")
+    environment = dict(SAM_ENV, AWS_EC2_METADATA_DISABLED="true", AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+                       AWS_CONFIG_FILE=os.devnull)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        environment.pop(name, None)
+    result = subprocess.run([sam] + line.split()[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True, timeout=300, env=environment)
+    assert result.returncode != 0 and "Unable to locate credentials" in result.stdout, result.stdout[-2000:]
+    assert "Missing option" not in result.stdout
+
+
 # -------------------------------------------------------------------- OpenWhisk: wskdeploy's fields
 
 # parsers/yamlparser.go (apache/openwhisk-wskdeploy): the keys of Action and of Limits it reads;
@@ -410,6 +426,10 @@ def test_next_steps_deploy_each_file_with_its_platforms_tool(generated: str) -> 
             "aws ecr create-repository --repository-name %s" % model,
             "docker push $AWS_ACCOUNT_ID.dkr.ecr.$AWS_REGION.amazonaws.com/%s:1.0" % model,
             "sam deploy --template-file %s/lambda-template.yaml" % directory,
+            "sam deploy --template-file %s/lambda-template.yaml --stack-name %s --region $AWS_REGION "
+            "--capabilities CAPABILITY_IAM --image-repository $AWS_ACCOUNT_ID.dkr.ecr.$AWS_REGION.amazonaws.com/%s "
+            "--parameter-overrides ImageUri=$AWS_ACCOUNT_ID.dkr.ecr.$AWS_REGION.amazonaws.com/%s:1.0 "
+            "FunctionUrlAuthType=AWS_IAM" % (directory, model, model, model),
             "wskdeploy -m %s/openwhisk-manifest.yaml" % directory,
             "wsk action update %s --docker me/%s@%s --web raw" % (model, model, DIGEST),
         ]
