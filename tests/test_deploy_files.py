@@ -531,6 +531,7 @@ def endpoint_error(manifest: str, tmp_path: Any) -> str:
     ("packages: {default: {actions: {a: {function: a.py, web: raw}}}}\n", "docker actions only"),
     ("packages: {default: {actions: {a: {docker: me/a, web: no}}}}\n", "is not a web action (web: false)"),
     ("packages: {default: {actions: {a: {docker: me/a}}}}\n", "is not a web action"),
+    ("packages: {default: {actions: {a: {docker: me/a, annotations: }}}}\n", "is not a web action (web: no)"),
     ("packages: {default: {actions: {a: {docker: me/a, web: raw, limits: {memorySize: 4096}}}}}\n",
      "limits.memorySize must be a whole number of MB from 128 to 2048"),
     ("packages: {default: {actions: {a: {docker: me/a, web: raw, limits: {timeout: '1000'}}}}}\n",
