@@ -1607,7 +1607,7 @@ class WebActionHandler(BaseHTTPRequestHandler):
         if self.command == "OPTIONS":
             return self._negotiated(Reply(200), cors, action.full_name, header_items, transaction_id)
         try:
-            params = build_params(self.command, route, header_items, raw_query, body, args.web == "raw",
+            params = build_params(self.command, route, header_items, raw_query, body, action.args.web == "raw",
                                   transaction_id)
         except RequestRejected as rejected:
             if not rejected.in_route:
@@ -1751,6 +1751,147 @@ def _address(url: str) -> Tuple[str, int]:
     return parts.hostname, port
 
 
+# ------------------------------------------------------------------------ wskdeploy manifests
+
+# wskdeploy's web values (webaction.go): yes/true is a web action, raw a raw one, no/false none.
+MANIFEST_WEB_MODES = {"true": "true", "yes": "true", "raw": "raw"}
+# The ranges wskdeploy documents for these limits (specification/html/spec_actions.md); a deployment's
+# own maximum may be lower (a stock one allows 512 MB and 300000 ms).
+MANIFEST_MEMORY_MB = (128, 2048)
+MANIFEST_TIMEOUT_MS = (100, 600000)
+CONTAINER_ACTION_PORT = 8080
+
+
+class ManifestAction(Action):
+    """A docker action declared in a wskdeploy manifest, run as the invoker runs one: the image in
+    a container limited to the action's memory, one activation at a time (the default, which a
+    manifest cannot change), and killed when it overruns the action's time limit."""
+
+    def __init__(self, name: str, args: argparse.Namespace, image: str, memory_mb: int, timeout_ms: int,
+                 web: str):
+        Action.__init__(self, name, argparse.Namespace(**dict(vars(args), web=web)))
+        self.image = image
+        self.memory_mb = memory_mb
+        self.timeout_ms = timeout_ms
+        self.container = "smx-endpoint-%s-%s" % (re.sub(r"[^a-zA-Z0-9_.-]", "-", self.name), uuid.uuid4().hex[:8])
+        self.timed_out = set()  # type: set
+
+    def launch(self) -> None:
+        self.port = free_port()
+        command = ["docker", "run", "--rm", "--name", self.container, "--publish",
+                   "127.0.0.1:%d:%d" % (self.port, CONTAINER_ACTION_PORT),
+                   "--memory", "%dm" % self.memory_mb, "--memory-swap", "%dm" % self.memory_mb, self.image]
+        with self.process_lock, _signals_deferred():
+            if self.closed:
+                raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
+            try:
+                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, start_new_session=True)
+            except OSError as error:
+                raise ActionStartError("action %s: cannot run docker: %s" % (self.full_name, error))
+        self.run_ids = []
+        self.pumps = [threading.Thread(target=self._pump, args=(stream, label, self.run_ids), daemon=True)
+                      for stream, label in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))]
+        for pump in self.pumps:
+            pump.start()
+
+    def initialize(self) -> None:
+        # docker's port proxy accepts connections before the container listens: only an HTTP answer
+        # (the runtime's 405 to a GET) shows the action is there to be sent /init.
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._answers_http():
+            if self.process is not None and self.process.poll() is not None:
+                raise ActionStartError(self._with_output("action %s: the container of %s exited with status %d"
+                                                         % (self.full_name, self.image, self.process.returncode)))
+            if time.monotonic() > deadline:
+                raise ActionStartError(self._with_output("action %s: the container of %s did not answer within %d s"
+                                                         % (self.full_name, self.image, START_TIMEOUT)))
+            time.sleep(0.2)
+        Action.initialize(self)
+
+    def _answers_http(self) -> bool:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
+        try:
+            connection.request("GET", "/")
+            connection.getresponse().read()
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+
+    def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str, give_up_at: float) -> Outcome:
+        outcome = Action.invoke(self, params, activation_id, transaction_id, give_up_at)
+        if activation_id in self.timed_out:
+            self.timed_out.discard(activation_id)
+            return Outcome(DEVELOPER_ERROR, message="The action exceeded its time limits of %d milliseconds."
+                           % self.timeout_ms)
+        return outcome
+
+    def _post(self, path: str, message: Dict[str, Any], timeout: float) -> Tuple[int, Optional[int], bytes]:
+        # The time limit runs from the /run on, as the invoker's does: waiting for the container is not in it.
+        limit = self.timeout_ms / 1000.0
+        if path != "/run" or timeout <= limit:
+            return Action._post(self, path, message, timeout)
+        try:
+            return Action._post(self, path, message, limit)
+        except socket.timeout:
+            self.timed_out.add(message["activation_id"])
+            raise
+
+    def stop(self, final: bool = False) -> None:
+        Action.stop(self, final)
+        # The container outlives a docker client that had to be killed: remove it by name.
+        subprocess.run(["docker", "rm", "--force", self.container], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def _discard(self) -> None:
+        self.stop()
+        self.needs_restart = True
+
+
+def manifest_actions(path: str, args: argparse.Namespace) -> List[ManifestAction]:
+    """The docker web actions a wskdeploy manifest declares, with their web mode and limits."""
+    try:
+        import yaml  # a YAML reader only for --manifest: the endpoint itself needs the standard library alone
+    except ImportError:
+        raise UsageError("--manifest reads YAML with PyYAML: pip install PyYAML")
+    try:
+        with open(path, encoding="utf-8") as manifest_file:
+            manifest = yaml.safe_load(manifest_file)
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError("cannot read the manifest %s: %s" % (path, error))
+    packages = (manifest or {}).get("packages") if isinstance(manifest, dict) else None
+    if not isinstance(packages, dict) or not packages:
+        raise UsageError("%s declares no packages: a wskdeploy manifest has packages: NAME: actions: ..." % path)
+    actions = []
+    for package, content in packages.items():
+        for name, action in ((content or {}).get("actions") or {}).items():
+            actions.append(_manifest_action(path, package, str(name), action, args))
+    if not actions:
+        raise UsageError("%s declares no actions" % path)
+    return actions
+
+
+def _manifest_action(path: str, package: str, name: str, action: Any, args: argparse.Namespace) -> ManifestAction:
+    where = "%s: action %s" % (path, name)
+    if not isinstance(action, dict) or not isinstance(action.get("docker"), str) or not action["docker"]:
+        raise UsageError("%s: the endpoint deploys docker actions only (docker: IMAGE)" % where)
+    web = str(action.get("web", (action.get("annotations") or {}).get("web-export", "no"))).lower()
+    if web not in MANIFEST_WEB_MODES:
+        raise UsageError("%s is not a web action (web: %s); the endpoint serves web actions only" % (where, web))
+    limits = action.get("limits") or {}
+    memory = limits.get("memorySize", 256)
+    timeout = limits.get("timeout", int(DEFAULT_TIMEOUT * 1000))
+    for key, value, (low, high), unit in (("memorySize", memory, MANIFEST_MEMORY_MB, "MB"),
+                                         ("timeout", timeout, MANIFEST_TIMEOUT_MS, "ms")):
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise UsageError("%s: limits.%s must be a whole number of %s from %d to %d, not %r"
+                             % (where, key, unit, low, high, value))
+    full_name = name if package == "default" else "%s/%s" % (package, name)
+    return ManifestAction(_named(full_name), args, action["docker"], memory, timeout, MANIFEST_WEB_MODES[web])
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="local_endpoint.py",
@@ -1758,7 +1899,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     "http://HOST:PORT/api/v1/web/NAMESPACE/default/ACTION[.EXT][/PATH].",
         epilog="ACTION is [NAME=]MODEL_DIR (the shim is started for it as a local process; NAME defaults to "
                "the directory's name) or NAME=http://HOST:PORT (an action container already listening, e.g. "
-               "docker run -p 127.0.0.1:PORT:8080 IMAGE). Without ACTION: examples/max-example-digit-classifier.")
+               "docker run -p 127.0.0.1:PORT:8080 IMAGE). Without ACTION or --manifest: "
+               "examples/max-example-digit-classifier.")
     parser.add_argument("actions", nargs="*", metavar="ACTION", help="an action to serve (several allowed)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)")
@@ -1788,6 +1930,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "(OpenWhisk's default 60; default here: no limit)")
     parser.add_argument("--python", default=sys.executable, metavar="PATH",
                         help="the Python that runs the shim for model directories (default: this one)")
+    parser.add_argument("--manifest", metavar="FILE",
+                        help="also deploy the docker web actions this wskdeploy manifest declares, each in a "
+                             "docker container with its web mode, memory and time limit")
     parser.add_argument("--shim", default=DEFAULT_SHIM, metavar="PATH",
                         help="the action proxy started for model directories (default: openwhisk.py beside this file)")
     return parser.parse_args(argv)
@@ -1841,8 +1986,9 @@ class _signals_deferred(object):
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        specs = [parse_action(spec) for spec in args.actions or [DEFAULT_MODEL_DIR]]
-        names = [name for name, _, _ in specs]
+        specs = [parse_action(spec) for spec in args.actions or ([] if args.manifest else [DEFAULT_MODEL_DIR])]
+        declared = manifest_actions(args.manifest, args) if args.manifest else []
+        names = [name for name, _, _ in specs] + [action.full_name for action in declared]
         duplicates = sorted(set(name for name in names if names.count(name) > 1))
         if duplicates:
             raise UsageError("two actions are named %s; name them apart with NAME=..." % duplicates[0])
@@ -1864,7 +2010,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
-    actions = [Action(name, args, model_dir, address) for name, model_dir, address in specs]
+    actions = [Action(name, args, model_dir, address) for name, model_dir, address in specs] + declared
     serving = threading.Thread(target=server.serve_forever, name="server", daemon=True)
     try:
         for action in actions:
