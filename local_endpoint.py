@@ -1820,8 +1820,8 @@ class ManifestAction(Action):
         finally:
             connection.close()
 
-    def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str, give_up_at: float) -> Outcome:
-        outcome = Action.invoke(self, params, activation_id, transaction_id, give_up_at)
+    def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str) -> Outcome:
+        outcome = Action.invoke(self, params, activation_id, transaction_id)
         if activation_id in self.timed_out:
             self.timed_out.discard(activation_id)
             return Outcome(DEVELOPER_ERROR, message="The action exceeded its time limits of %d milliseconds."
@@ -1847,7 +1847,7 @@ class ManifestAction(Action):
 
     def _discard(self) -> None:
         self.stop()
-        self.needs_restart = True
+        self.needs_start = True
 
 
 def manifest_actions(path: str, args: argparse.Namespace) -> List[ManifestAction]:
