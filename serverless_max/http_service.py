@@ -163,7 +163,7 @@ class HttpHandler(Handler):
     def keep_alive(self, exchange: Exchange) -> bool:
         return not self.service.draining and Handler.keep_alive(self, exchange)
 
-    def respond(self, exchange: Exchange, body: bytes) -> None:
+    def respond(self, exchange: Exchange) -> None:
         settings = self.service.settings
         head = exchange.head
         try:
@@ -172,10 +172,10 @@ class HttpHandler(Handler):
             self.refuse(exchange, HttpError(400, str(error)))
             return
         forwarded_proto = (head.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
-        request = Request(head.method, path, head.target.partition("?")[2], request_headers(head), body,
-                          script_name=settings.script_name, scheme="https" if forwarded_proto == "https" else "http",
+        request = Request(head.method, path, head.target.partition("?")[2], request_headers(head),
+                          exchange.take_body(), script_name=settings.script_name,
+                          scheme="https" if forwarded_proto == "https" else "http",
                           remote_addr=exchange.connection.client_address[0])
-        del body
         self.write_response(exchange, self.service.respond(request))
 
     def refuse(self, exchange: Exchange, error: HttpError) -> None:

@@ -528,6 +528,8 @@ def end_activation_logs() -> None:
 class ProxyHandler(Handler):
     """The invoker's side of the protocol: POST /init and POST /run, JSON in and out."""
 
+    length_required = True
+
     def __init__(self, action: Action, request_limit: int):
         self.action = action
         self.request_limit = request_limit
@@ -535,8 +537,9 @@ class ProxyHandler(Handler):
     def keep_alive(self, exchange: Exchange) -> bool:
         return False  # the invoker never reuses a connection
 
-    def respond(self, exchange: Exchange, body: bytes) -> None:
+    def respond(self, exchange: Exchange) -> None:
         path = exchange.head.target
+        body = exchange.take_body()
         if exchange.head.method != "POST":
             self._reply(exchange, 405, {"error": "Use POST /init and POST /run."})
             return
@@ -562,6 +565,8 @@ class ProxyHandler(Handler):
 
     def refuse(self, exchange: Exchange, error: HttpError) -> None:
         status, reply = error.status, {"error": error.message}  # type: Tuple[int, Dict[str, Any]]
+        if error.status == 408 and exchange.head is not None:
+            log("the %s request was cut off at the read deadline: %s" % (exchange.head.target[:200], error.message))
         if exchange.head is not None and exchange.head.target == "/run":
             if error.status == 413:
                 status, reply = 200, error_result(413, "the request is over the action's limit of %d bytes"

@@ -267,6 +267,7 @@ class Exchange(object):
         self.request_line = ""
         self.close = True
         self.refused = False  # answered by the server itself: input may be left unread
+        self.body = b""
         self.request_size = None  # type: Optional[int]
 
     @property
@@ -329,6 +330,12 @@ class Exchange(object):
             return HttpError(414, "The request line is over the limit of %d bytes." % self.server.header_limit)
         return HttpError(431, "The request's header section is over the limit of %d bytes; send fewer or smaller "
                               "headers, or raise %s." % (self.server.header_limit, HEADER_LIMIT_ENV))
+
+    def take_body(self) -> bytes:
+        """The request body, which the exchange then no longer holds: once the caller lets it go, it
+        is freed at once, even while a failing app's frames stay alive until the cyclic collector runs."""
+        body, self.body = self.body, b""
+        return body
 
     def send_continue(self) -> None:
         self.connection.sock.settimeout(self._remaining())
@@ -462,9 +469,12 @@ class Handler(object):
     """What a platform does with a request whose head and body have arrived whole and well framed."""
 
     request_limit = 64 * 1024 * 1024
+    # Whether a POST, PUT or PATCH without a body's framing is refused (411), rather than taken as
+    # one without a body (RFC 9112 6.3).
+    length_required = False
 
-    def respond(self, exchange: Exchange, body: bytes) -> None:
-        """Answer the request (``exchange.send``)."""
+    def respond(self, exchange: Exchange) -> None:
+        """Answer the request (``exchange.send``), its body taken with ``exchange.take_body``."""
         raise NotImplementedError
 
     def refuse(self, exchange: Exchange, error: HttpError) -> None:
@@ -485,11 +495,14 @@ class Handler(object):
         try:
             exchange.head = head = exchange.read_head()
             body_framing = framing(head, self.request_limit)
+            if (self.length_required and head.method in ("POST", "PUT", "PATCH") and not body_framing.chunked
+                    and head.get("Content-Length") is None):
+                raise HttpError(411, "A Content-Length header is required.")
             exchange.close = not self.keep_alive(exchange)
             expect = head.get("Expect", "").lower()
             if expect == "100-continue" and head.version == "HTTP/1.1" and (body_framing.length or body_framing.chunked):
                 exchange.send_continue()
-            body = exchange.read_body(body_framing, self.request_limit)
+            exchange.body = exchange.read_body(body_framing, self.request_limit)
         except HttpError as error:
             exchange.close = exchange.refused = True
             self.refuse(exchange, error)
@@ -507,8 +520,8 @@ class Handler(object):
         except OSError:
             exchange.close = True
             return
-        exchange.request_size = len(body)
-        self.respond(exchange, body)
+        exchange.request_size = len(exchange.body)
+        self.respond(exchange)
 
 
 # ----------------------------------------------------------------------------- the server
