@@ -629,8 +629,6 @@ def run(model: Optional[ModelApp], load_error: Optional[str], options: Any) -> N
     signal.signal(signal.SIGTERM, _exit_now)
     log("listening on %s:%d" % (options.host, port))
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever()  # SIGINT ends it with runtime.Terminated (main.py handles it)
     finally:
         server.server_close()

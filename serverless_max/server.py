@@ -32,12 +32,13 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from email.utils import formatdate
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import __version__
 from . import runtime
-from .runtime import error_response, log, reason_phrase
+from .runtime import log, reason_phrase
 
 # Enough for a burst of hundreds of simultaneous connections; the kernel caps it at somaxconn.
 LISTEN_BACKLOG = 1024
@@ -434,12 +435,6 @@ class Exchange(object):
             return 0
         return len(body) if send_body else 0
 
-    def send_error(self, status: int, message: str) -> int:
-        self.close = True
-        response = error_response(status, message)
-        return self.send(status, response.headers + standard_headers(len(response.body)), response.body,
-                         send_body=self.head is None or self.head.method != "HEAD")
-
 
 def standard_headers(length: Optional[int]) -> List[Tuple[str, str]]:
     headers = [("Date", formatdate(usegmt=True)), ("Server", SERVER_NAME)]
@@ -478,8 +473,8 @@ class Handler(object):
         raise NotImplementedError
 
     def refuse(self, exchange: Exchange, error: HttpError) -> None:
-        """Answer a request the server refuses (malformed, over a limit, too slow)."""
-        exchange.send_error(error.status, error.message)
+        """Answer a request the server refuses (malformed, over a limit, too slow); the connection is closed after."""
+        raise NotImplementedError
 
     def cut_off(self, exchange: Exchange) -> None:
         """The peer went away before its whole request arrived."""
@@ -555,8 +550,8 @@ class Server(object):
         self._wake_writer.setblocking(False)
         self._lock = threading.Condition()
         self._parked = collections.OrderedDict()  # type: collections.OrderedDict
-        self._returned = collections.deque()  # type: Deque[Connection]  # by workers, to be parked
-        self._ready = collections.deque()  # type: Deque[Connection]  # for a worker
+        self._returned = collections.deque()  # type: collections.deque  # of Connection: by workers, to be parked
+        self._ready = collections.deque()  # type: collections.deque  # of Connection: for a worker
         self._open = 0
         self._busy = 0  # connections queued for, or served by, a worker
         self._threads = 0
@@ -721,7 +716,6 @@ class Server(object):
             try:
                 self._serve(connection)
             except Exception:  # a bug must not end the worker; the connection is closed
-                import traceback
                 traceback.print_exc()
                 self._close(connection)
             with self._lock:
