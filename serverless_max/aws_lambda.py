@@ -365,7 +365,8 @@ def shape_result(response: Response, kind: str, multi_value: bool) -> Dict[str, 
     body, encoded = _body_field(response)
     result = {"statusCode": response.status}  # type: Dict[str, Any]
     if kind == ALB:
-        result["statusDescription"] = "%d %s" % (response.status, runtime.reason_phrase(response.status, response.reason))
+        reason = runtime.reason_phrase(response.status, response.reason)
+        result["statusDescription"] = "%d %s" % (response.status, reason)
     if kind == API_GATEWAY_V1 or (kind == ALB and multi_value):
         result["multiValueHeaders"] = dict((name, list(found)) for name, found in values)
     else:

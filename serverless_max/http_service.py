@@ -212,9 +212,9 @@ class HttpHandler(Handler):
             headers.append(("Content-Length", app_length))  # the size a GET would have had
         if self.service.draining:
             exchange.close = True
+        write_seconds = exchange.read_seconds + len(response.body) / SLOWEST_READER_BYTES_PER_SECOND
         written = exchange.send(status, headers, response.body, reason=response.reason,
-                                send_body=has_body and not head_only,
-                                write_seconds=exchange.read_seconds + len(response.body) / SLOWEST_READER_BYTES_PER_SECOND)
+                                send_body=has_body and not head_only, write_seconds=write_seconds)
         self._access_log(exchange, status, written)
 
     # ------------------------------------------------------------------------- access log

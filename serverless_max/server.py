@@ -494,8 +494,8 @@ class Handler(object):
                     and head.get("Content-Length") is None):
                 raise HttpError(411, "A Content-Length header is required.")
             exchange.close = not self.keep_alive(exchange)
-            expect = head.get("Expect", "").lower()
-            if expect == "100-continue" and head.version == "HTTP/1.1" and (body_framing.length or body_framing.chunked):
+            has_body = body_framing.length > 0 or body_framing.chunked
+            if head.get("Expect", "").lower() == "100-continue" and head.version == "HTTP/1.1" and has_body:
                 exchange.send_continue()
             exchange.body = exchange.read_body(body_framing, self.request_limit)
         except HttpError as error:

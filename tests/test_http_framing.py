@@ -170,7 +170,8 @@ def test_the_limit_holds_over_the_running_total_of_chunks(port: Port) -> None:
 
 def test_valid_chunked_forms_are_served(ports: Dict[str, Port]) -> None:
     port = ports["http"]
-    body = b"5;name=value;other\r\nhello\r\nA ; q=\"a b\"\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"  # BWS before ";" is allowed
+    # Extensions, with BWS before ";" as RFC 9112 7.1.1 allows, and a trailer field.
+    body = b"5;name=value;other\r\nhello\r\nA ; q=\"a b\"\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
     reply = port.exchange(post(port, b"Transfer-Encoding: Chunked\r\nConnection: close\r\n", body))
     status, _, answer = parse_reply(reply)
     assert status == 200, reply
