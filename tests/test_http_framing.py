@@ -8,23 +8,19 @@ deadline is answered 408 and never reaches the app.
 """
 
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
+import lambda_events
 from serverless_max import aws_lambda, openwhisk, runtime, server
 from support import ECHO_APP, SHIM, ServerProcess, Shim, free_port, run_payload
 from test_http_service import HttpService, parse_reply, read_until_closed
-
-import lambda_events
 
 READ_SECONDS = 2.0
 REQUEST_LIMIT = 100000
