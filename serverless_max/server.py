@@ -683,6 +683,8 @@ class Server(object):
                 self._close_locked(oldest)
 
     def _dispatch(self, connection: Connection) -> None:
+        if connection.closed:  # evicted for a new connection earlier in the same round of events
+            return
         self._selector.unregister(connection.sock)
         with self._lock:
             self._parked.pop(connection.sock.fileno(), None)
