@@ -771,5 +771,5 @@ class Server(object):
         connection.closed = True
         connection.close()
         self._open -= 1
-        if self._open == self.max_connections - 1:
+        if not self._accepting:
             self._wake()  # the selector takes up accepting again
