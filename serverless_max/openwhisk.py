@@ -33,7 +33,9 @@ DEFAULT_RESULT_LIMIT = 1024 * 1024
 DEFAULT_REQUEST_LIMIT = 64 * 1024 * 1024
 # The invoker sends each request whole, at once: a peer that takes longer is stalled.
 DEFAULT_READ_SECONDS = 10.0
-# The invoker runs one activation per connection, at most as many at once as the action's concurrency.
+# The invoker runs one activation per connection, at most as many at once as the action's concurrency
+# (SERVERLESS_MAX_THREADS sets it); an action without concurrency gets one at a time, served in the
+# main thread (Server's threads=0).
 DEFAULT_THREADS = 64
 
 HeaderValue = Union[str, List[str]]
@@ -614,6 +616,8 @@ def run(model: Optional[ModelApp], load_error: Optional[str], options: Any) -> N
     request_limit = options.request_limit or runtime.byte_limit(runtime.REQUEST_LIMIT_ENV, DEFAULT_REQUEST_LIMIT)
     read_seconds = runtime.seconds_setting(runtime.READ_SECONDS_ENV, DEFAULT_READ_SECONDS)
     threads, connections, header_limit = server_limits(DEFAULT_THREADS)
+    if not concurrent:
+        threads = 0
     port = options.port or DEFAULT_PORT
     try:
         # Nothing keeps a connection to an action open: one silent for the read deadline is let go.

@@ -22,7 +22,9 @@ first byte; one still arriving then is answered 408 and never reaches the app.
 Connections that are idle, or have not begun a request, hold no thread: they are parked in a
 selector, and a worker thread takes a connection only once bytes arrive on it. Worker threads
 and open connections are both bounded; over the connection bound the longest-idle connection is
-closed to admit a new one.
+closed to admit a new one. With no worker threads (``threads=0``) requests are served one at a
+time in the selector's own thread, for a peer that sends one request at a time anyway: its memory
+then stays in the main thread's allocator arena instead of growing a worker's as well.
 """
 
 import collections
@@ -530,7 +532,7 @@ class Server(object):
         self.handler = handler
         self.read_seconds = read_seconds
         self.idle_seconds = idle_seconds
-        self.max_threads = max(1, threads)
+        self.max_threads = max(0, threads)
         self.max_connections = max(1, connections)
         self.header_limit = header_limit
         self.listener = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM)
@@ -688,6 +690,14 @@ class Server(object):
         self._selector.unregister(connection.sock)
         with self._lock:
             self._parked.pop(connection.sock.fileno(), None)
+            if not self.max_threads:
+                self._busy += 1
+        if not self.max_threads:
+            self._serve(connection)
+            with self._lock:
+                self._busy -= 1
+            return
+        with self._lock:
             self._ready.append(connection)
             self._busy += 1
             if len(self._ready) <= self._idle_threads:
