@@ -263,7 +263,7 @@ def _body(event: Dict[str, Any]) -> bytes:
         return b""
     body = _text(body, "body")
     flag = event.get("isBase64Encoded")
-    if flag not in (True, False, None) or isinstance(flag, int) and not isinstance(flag, bool):
+    if flag is not None and not isinstance(flag, bool):  # the services send a JSON boolean
         raise BadRequest("isBase64Encoded must be true or false, got %s" % json.dumps(flag)[:50])
     if flag is True:
         try:

@@ -535,7 +535,7 @@ def test_only_a_json_true_is_base64(flag: Any, body: str, expected: bytes) -> No
     assert request.body == expected
 
 
-@pytest.mark.parametrize("flag", ["false", "true", 1, 0, [], {}])
+@pytest.mark.parametrize("flag", ["false", "true", 1, 0, 1.0, [], {}])
 def test_an_is_base64_encoded_that_is_not_a_boolean_is_a_400(flag: Any) -> None:
     event = lambda_events.function_url("POST", "/echo")
     event.update({"body": "aGVsbG8=", "isBase64Encoded": flag})
