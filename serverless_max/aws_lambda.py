@@ -51,7 +51,6 @@ _DROPPED_REQUEST_HEADERS = frozenset(
 # Response headers the gateway sets itself.
 _DROPPED_RESPONSE_HEADERS = frozenset("connection content-length keep-alive transfer-encoding".split())
 _PATH_PARAMETER = re.compile(r"\{([^{}+]+)\+?\}")
-_REASONS = http.client.responses
 
 
 class UnsupportedEvent(Exception):
@@ -267,7 +266,10 @@ def _body(event: Dict[str, Any]) -> bytes:
     if body is None:
         return b""
     body = _text(body, "body")
-    if event.get("isBase64Encoded"):
+    flag = event.get("isBase64Encoded")
+    if flag is not None and not isinstance(flag, bool):  # the services send a JSON boolean
+        raise BadRequest("isBase64Encoded must be true or false, got %s" % json.dumps(flag)[:50])
+    if flag is True:
         try:
             return base64.b64decode(body.encode("ascii"), validate=True)
         except (ValueError, UnicodeError):
@@ -319,9 +321,10 @@ def build_request(event: Dict[str, Any], kind: str, default_path: str) -> Reques
     if scheme not in ("http", "https"):
         scheme = "https"
     if kind == ALB:
-        # ALB puts the client first in X-Forwarded-For and has no other field for it.
+        # ALB has no other field for the client: it appends the address it accepted the connection
+        # from to X-Forwarded-For; what comes before that is whatever the client sent.
         forwarded_for = next((value for name, value in headers if name.lower() == "x-forwarded-for"), "")
-        remote_addr = forwarded_for.split(",")[0].strip() or None
+        remote_addr = forwarded_for.split(",")[-1].strip() or None
     return Request(method.upper(), path, query, headers, _body(event), script_name=script_name, scheme=scheme,
                    remote_addr=remote_addr if isinstance(remote_addr, str) and remote_addr else "127.0.0.1")
 
@@ -366,7 +369,8 @@ def shape_result(response: Response, kind: str, multi_value: bool) -> Dict[str, 
     body, encoded = _body_field(response)
     result = {"statusCode": response.status}  # type: Dict[str, Any]
     if kind == ALB:
-        result["statusDescription"] = "%d %s" % (response.status, _REASONS.get(response.status, "Unknown"))
+        reason = runtime.reason_phrase(response.status, response.reason)
+        result["statusDescription"] = "%d %s" % (response.status, reason)
     if kind == API_GATEWAY_V1 or (kind == ALB and multi_value):
         result["multiValueHeaders"] = dict((name, list(found)) for name, found in values)
     else:

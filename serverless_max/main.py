@@ -38,7 +38,7 @@ def choose_platform(environ: Mapping[str, str], forced: Optional[str] = None) ->
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise runtime.Terminated()
+    raise runtime.Terminated(signal.Signals(signum).name)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -76,12 +76,14 @@ def main(argv: Optional[List[str]] = None) -> None:
                 % (__version__, platform, reason, os.path.abspath(options.app_dir)))
     # As PID 1 in a container the process has no default SIGTERM action: a platform that stops it
     # while the model is still loading (a scale-down, a new revision) must not wait for SIGKILL.
-    # Each platform installs its own handler once it serves.
+    # SIGINT (Ctrl-C, `docker stop` of an image whose stop signal is SIGINT) stops it as cleanly.
+    # Each platform installs its own handlers once it serves.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         model, load_error = runtime.load_model(options.app_dir)
-    except runtime.Terminated:
-        runtime.log("stopped by SIGTERM while the model was loading")
+    except runtime.Terminated as stop:
+        runtime.log("stopped by %s while the model was loading" % stop)
         sys.exit(0)
     if platform == "openwhisk":
         from . import openwhisk as chosen
@@ -91,5 +93,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         from . import aws_lambda as chosen  # type: ignore
     try:
         chosen.run(model, load_error, options)
-    except runtime.Terminated:  # a platform whose module keeps the default handler (Lambda)
+    except runtime.Terminated as stop:  # a platform whose module keeps these handlers (Lambda)
+        runtime.log("stopped by %s" % stop)
         sys.exit(0)

@@ -22,7 +22,7 @@ from urllib.parse import unquote_to_bytes, urlencode
 from . import runtime
 from .media_types import is_binary, is_json_family, parse_content_type
 from .runtime import BadRequest, ModelApp, Request, Response, log
-from .server import BodyError, CutOff, Handler, Server, ThreadingServer
+from .server import Exchange, Handler, HttpError, Server, server_limits, standard_headers
 
 ACTIVATION_END = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 DEFAULT_PORT = 8080
@@ -31,6 +31,12 @@ DEFAULT_RESULT_LIMIT = 1024 * 1024
 # A /run body above this is refused unread: no platform sends one (their payload limits are
 # 1-5 MB before base64), so it can only exhaust the container's memory.
 DEFAULT_REQUEST_LIMIT = 64 * 1024 * 1024
+# The invoker sends each request whole, at once: a peer that takes longer is stalled.
+DEFAULT_READ_SECONDS = 10.0
+# The invoker runs one activation per connection, at most as many at once as the action's concurrency
+# (SERVERLESS_MAX_THREADS sets it); an action without concurrency gets one at a time, served in the
+# main thread (Server's threads=0).
+DEFAULT_THREADS = 64
 
 HeaderValue = Union[str, List[str]]
 
@@ -524,70 +530,72 @@ def end_activation_logs() -> None:
 class ProxyHandler(Handler):
     """The invoker's side of the protocol: POST /init and POST /run, JSON in and out."""
 
-    action = None  # type: Action
+    length_required = True
 
-    def do_POST(self) -> None:
-        if self.path not in ("/init", "/run"):
-            self.discard_body()
-            self._reply(404, {"error": "Unknown path %s: this action answers POST /init and POST /run." % self.path})
+    def __init__(self, action: Action, request_limit: int):
+        self.action = action
+        self.request_limit = request_limit
+
+    def keep_alive(self, exchange: Exchange) -> bool:
+        return False  # the invoker never reuses a connection
+
+    def respond(self, exchange: Exchange) -> None:
+        path = exchange.head.target
+        body = exchange.take_body()
+        if exchange.head.method != "POST":
+            self._reply(exchange, 405, {"error": "Use POST /init and POST /run."})
+            return
+        if path not in ("/init", "/run"):
+            self._reply(exchange, 404, {"error": "Unknown path %s: this action answers POST /init and POST /run."
+                                                 % path[:200]})
             return
         try:
-            body = self.read_body()
-        except CutOff:
-            log("the %s request was cut off before its body arrived" % self.path)
-            self.close_connection = True
-            if self.path == "/run":
-                end_activation_logs()
-            return
-        except BodyError as error:
-            if error.status == 413 and self.path == "/run":
-                status, reply = 200, error_result(413, "the request is over the action's limit of %d bytes"
-                                                  % self.request_limit)
-            else:
-                status, reply = error.status, {"error": error.message}
+            message = parse_run(body) if path == "/run" else json.loads(body.decode("utf-8"))
+            del body  # the request body, if any, is still held by the message
+        except (ValueError, RecursionError) as error:
+            status, reply = 400, {"error": "The %s body is not valid JSON: %s" % (path, error)}
         else:
-            self.request_is_read()
-            try:
-                message = parse_run(body) if self.path == "/run" else json.loads(body.decode("utf-8"))
-                del body  # the request body, if any, is still held by the message
-            except (ValueError, RecursionError) as error:
-                status, reply = 400, {"error": "The %s body is not valid JSON: %s" % (self.path, error)}
-            else:
-                status, reply = self._dispatch(message)
-        if self.path == "/run":
+            status, reply = self._dispatch(path, message)
+        if path == "/run":
             payload = encode_result(reply, self.action.result_limit_now()) if status == 200 else _json_bytes(reply)
             end_activation_logs()
-            self._send(status, payload)
+            self._send(exchange, status, payload)
         else:
             if status not in (200, 403):
                 end_activation_logs()
-            self._reply(status, reply)
+            self._reply(exchange, status, reply)
 
-    def _dispatch(self, message: Any) -> Tuple[int, Dict[str, Any]]:
+    def refuse(self, exchange: Exchange, error: HttpError) -> None:
+        status, reply = error.status, {"error": error.message}  # type: Tuple[int, Dict[str, Any]]
+        if error.status == 408 and exchange.head is not None:
+            log("the %s request was cut off at the read deadline: %s" % (exchange.head.target[:200], error.message))
+        if exchange.head is not None and exchange.head.target == "/run":
+            if error.status == 413:
+                status, reply = 200, error_result(413, "the request is over the action's limit of %d bytes"
+                                                  % self.request_limit)
+            end_activation_logs()
+        self._reply(exchange, status, reply)
+
+    def cut_off(self, exchange: Exchange) -> None:
+        log("the %s request was cut off before its body arrived" % exchange.head.target[:200])
+        if exchange.head.target == "/run":
+            end_activation_logs()
+
+    def _dispatch(self, path: str, message: Any) -> Tuple[int, Dict[str, Any]]:
         try:
-            return (self.action.init if self.path == "/init" else self.action.run)(message)
+            return (self.action.init if path == "/init" else self.action.run)(message)
         except Exception:  # a bug here must still get an answer, and the server keeps serving
             traceback.print_exc()
-            return 500, {"error": "The action proxy failed on this %s; see the logs." % self.path}
+            return 500, {"error": "The action proxy failed on this %s; see the logs." % path}
 
-    def do_GET(self) -> None:
-        self._reply(405, {"error": "Use POST /init and POST /run."})
+    def _reply(self, exchange: Exchange, status: int, reply: Dict[str, Any]) -> None:
+        self._send(exchange, status, _json_bytes(reply))
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
-
-    def _reply(self, status: int, reply: Dict[str, Any]) -> None:
-        self._send(status, _json_bytes(reply))
-
-    def _send(self, status: int, payload: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        # The invoker never reuses a connection; closing it frees a one-at-a-time server at once.
-        self.send_header("Connection", "close")
-        self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+    def _send(self, exchange: Exchange, status: int, payload: bytes) -> None:
+        # The invoker never reuses a connection; closing it frees its thread at once.
+        exchange.close = True
+        headers = [("Content-Type", "application/json")] + standard_headers(len(payload))
+        exchange.send(status, headers, payload, send_body=exchange.head is None or exchange.head.method != "HEAD")
 
 
 def _json_bytes(value: Dict[str, Any]) -> bytes:
@@ -604,15 +612,18 @@ def run(model: Optional[ModelApp], load_error: Optional[str], options: Any) -> N
     """Serve the action on ``options.host``:``options.port`` until SIGTERM or SIGINT."""
     # __OW_ALLOW_CONCURRENT=true: the invoker may overlap activations (those created with -c N, N > 1).
     concurrent = os.environ.get("__OW_ALLOW_CONCURRENT", "").lower() == "true"
-    ProxyHandler.action = Action(model, load_error, options.default_path,
-                                 options.result_limit or DEFAULT_RESULT_LIMIT, concurrent)
-    ProxyHandler.request_limit = options.request_limit or runtime.byte_limit(runtime.REQUEST_LIMIT_ENV,
-                                                                             DEFAULT_REQUEST_LIMIT)
-    # The invoker sends each request whole, at once: a peer that takes longer is stalled.
-    ProxyHandler.read_seconds = runtime.seconds_setting(runtime.READ_SECONDS_ENV, 10.0)
+    action = Action(model, load_error, options.default_path, options.result_limit or DEFAULT_RESULT_LIMIT, concurrent)
+    request_limit = options.request_limit or runtime.byte_limit(runtime.REQUEST_LIMIT_ENV, DEFAULT_REQUEST_LIMIT)
+    read_seconds = runtime.seconds_setting(runtime.READ_SECONDS_ENV, DEFAULT_READ_SECONDS)
+    threads, connections, header_limit = server_limits(DEFAULT_THREADS)
+    if not concurrent:
+        threads = 0
     port = options.port or DEFAULT_PORT
     try:
-        server = (ThreadingServer if concurrent else Server)((options.host, port), ProxyHandler)
+        # Nothing keeps a connection to an action open: one silent for the read deadline is let go.
+        server = Server((options.host, port), ProxyHandler(action, request_limit), read_seconds=read_seconds,
+                        idle_seconds=read_seconds, threads=threads, connections=connections,
+                        header_limit=header_limit)
     except OSError as error:
         log("cannot listen on %s:%d: %s" % (options.host, port, error))
         sys.exit(2)
@@ -622,8 +633,6 @@ def run(model: Optional[ModelApp], load_error: Optional[str], options: Any) -> N
     signal.signal(signal.SIGTERM, _exit_now)
     log("listening on %s:%d" % (options.host, port))
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever()  # SIGINT ends it with runtime.Terminated (main.py handles it)
     finally:
         server.server_close()

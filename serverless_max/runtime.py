@@ -4,9 +4,11 @@ A platform module turns its own protocol into a ``Request``, hands it to ``Model
 and turns the ``Response`` back into its protocol. Nothing here knows which platform it serves.
 """
 
+import http.client
 import io
 import json
 import os
+import re
 import runpy
 import sys
 import traceback
@@ -22,15 +24,22 @@ REQUEST_LIMIT_ENV = "SERVERLESS_MAX_REQUEST_LIMIT"
 SCRIPT_NAME_ENV = "SERVERLESS_MAX_SCRIPT_NAME"
 READ_SECONDS_ENV = "SERVERLESS_MAX_READ_SECONDS"
 
+_REASON_PHRASE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
+_STATUS_CODE = re.compile(r"[0-9]{3}\Z")
 _TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived: stop at once (raised by the signal handler, so the model's load ends too)."""
+    """SIGTERM or SIGINT arrived (its name is the text): stop at once (raised by the signal handler,
+    so the model's load ends too)."""
 
 
 class BadRequest(Exception):
     """The platform's request cannot be turned into an HTTP request for the app (a 400)."""
+
+
+class UnsendableStatus(Exception):
+    """The app answered a status that cannot be sent as a final HTTP status."""
 
 
 def log(message: str) -> None:
@@ -91,12 +100,14 @@ class Request(object):
 
 
 class Response(object):
-    """The app's whole response: status code, headers as the app set them, body bytes."""
+    """The app's whole response: status code, headers as the app set them, body bytes, and the
+    reason phrase the app gave (None for the standard one)."""
 
-    def __init__(self, status: int, headers: Headers, body: bytes):
+    def __init__(self, status: int, headers: Headers, body: bytes, reason: Optional[str] = None):
         self.status = status
         self.headers = headers
         self.body = body
+        self.reason = reason
 
     def header(self, name: str) -> Optional[str]:
         lower = name.lower()
@@ -105,6 +116,14 @@ class Response(object):
             if key.lower() == lower:
                 found = value
         return found
+
+
+def reason_phrase(status: int, reason: Optional[str]) -> str:
+    """The app's reason phrase when a status line can carry it (HTAB, SP, visible ASCII, obs-text),
+    else the standard one."""
+    if reason and _REASON_PHRASE.match(reason):
+        return reason
+    return http.client.responses.get(status, "Unknown")
 
 
 def error_response(status: int, message: str) -> Response:
@@ -187,6 +206,10 @@ class ModelApp(object):
         request.body = b""
         try:
             response = self._call(environ)
+        except UnsendableStatus as error:
+            log("the model app answered the status %r, which is not a final HTTP status (200-599)" % error.args[0])
+            return error_response(502, "the model app answered the status %r, which HTTP cannot send as a final "
+                                       "status (200-599)" % error.args[0])
         except Exception:
             traceback.print_exc()
             return error_response(500, "the model app failed while answering; see the logs")
@@ -216,8 +239,12 @@ class ModelApp(object):
             close = getattr(iterable, "close", None)
             if close is not None:
                 close()
-        status = int(str(started["status"]).split(None, 1)[0])
-        return Response(status, list(started["headers"]), b"".join(chunks))
+        status = str(started["status"])
+        code, _, reason = status.partition(" ")
+        # 1xx are interim answers: one as the final answer would leave the client waiting for another.
+        if not _STATUS_CODE.match(code) or not 200 <= int(code) <= 599:
+            raise UnsendableStatus(status[:100])
+        return Response(int(code), list(started["headers"]), b"".join(chunks), reason=reason or None)
 
 
 def load_app(app_dir: str) -> WsgiApp:

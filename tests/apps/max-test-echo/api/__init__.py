@@ -54,6 +54,8 @@ def register_test_routes(app):
         if 'repeat' in request.args:
             body = body * int(request.args['repeat'])
         response = Response(body, status=int(request.args.get('status', '200')))
+        if 'reason' in request.args:
+            response.status = '%d %s' % (response.status_code, request.args['reason'])
         if 'type' in request.args:
             response.headers['Content-Type'] = request.args['type']
         else:
