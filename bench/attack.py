@@ -25,6 +25,7 @@ Example, before and after a change: python bench/attack.py --runtime /path/to/ol
 import argparse
 import collections
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -42,6 +43,9 @@ MEMORY_TARGET_BYTES = 64 * 1024 * 1024
 TRICKLE_SECONDS_PER_BYTE = 0.04
 HEAD_LINE_BYTES = 63 * 1024  # under the 64 KiB line limit of Python's header reader
 MIB = 1024 * 1024
+
+
+_SERVER_NUMBERS = itertools.count(1)
 
 
 def free_port() -> int:
@@ -69,7 +73,7 @@ class Target(object):
         else:
             env.update(__OW_ALLOW_CONCURRENT="true")
             command += ["--port", str(self.port)]
-        name = "%s-%s" % (os.path.basename(os.path.abspath(checkout)), platform)
+        name = "%s-%s-%d" % (os.path.basename(os.path.abspath(checkout)), platform, next(_SERVER_NUMBERS))
         self.stderr_path = os.path.join(log_dir, name + ".stderr")
         with open(os.path.join(log_dir, name + ".stdout"), "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(command, cwd=ECHO_APP, env=env, stdout=out, stderr=err)
@@ -394,19 +398,24 @@ def held(entry: Dict[str, Any]) -> str:
     return "%d threads, %.1f s" % (entry["most"], entry["released_after"])
 
 
-def table(rows: List[Tuple[str, str, Dict[str, Any]]], options: Any) -> str:
-    header = ["", ] + ["%s (%s)" % (label, platform) for label, platform, _ in rows]
+def table(columns: List[Tuple[str, str, List[Dict[str, Any]]]], options: Any) -> str:
+    """One column per checkout and port; a cell shows each round's figure when the rounds differ."""
+    header = [""] + ["%s (%s)" % (label, platform) for label, platform, _ in columns]
     lines = [
         "Runtime HTTP server under attack on loopback: %d connections, %d MiB of body each; read deadline %g s; "
-        "%d slow connections of each kind." % (options.connections, options.body_mib, options.read_seconds,
-                                              options.slow_connections),
+        "%d slow connections of each kind; %d round(s), figures per round when they differ."
+        % (options.connections, options.body_mib, options.read_seconds, options.slow_connections, options.rounds),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
 
     def row(name: str, cell: Callable[[Dict[str, Any]], str]) -> None:
-        lines.append("| " + " | ".join([name] + [cell(result) for _, _, result in rows]) + " |")
+        shown = []
+        for _, _, results in columns:
+            figures = [cell(result) for result in results]
+            shown.append(figures[0] if len(set(figures)) == 1 else " / ".join(figures))
+        lines.append("| " + " | ".join([name] + shown) + " |")
 
     row("idle RSS", lambda r: mib(r["idle_rss"]))
     row("largest header section taken", lambda r: "%.1f KiB" % (r["head"] / 1024.0) + (" (the cap)" if r["head"] >= options.head_cap else ""))
@@ -441,9 +450,11 @@ def parse_options(argv: List[str]) -> Any:
     parser.add_argument("--slow-connections", type=int, default=4, help="connections of each slow kind (default %(default)s)")
     parser.add_argument("--watch-seconds", type=float, default=30.0,
                         help="how long to watch the idle connections' threads (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every measurement, checkouts taking turns (default %(default)s)")
     parser.add_argument("--output", help="also write the table to this file")
     options = parser.parse_args(argv)
-    for name in ("connections", "body_mib", "read_seconds", "phase_seconds", "slow_connections", "watch_seconds"):
+    for name in ("rounds", "connections", "body_mib", "read_seconds", "phase_seconds", "slow_connections", "watch_seconds"):
         if not 0 < getattr(options, name) <= 10000:
             parser.error("--%s must be positive and at most 10000" % name.replace("_", "-"))
     if options.connections > 256:
@@ -458,24 +469,24 @@ def main(argv: List[str]) -> int:
         return 2
     checkouts = options.runtime or [ROOT]
     platforms = ("http", "openwhisk") if options.platform == "both" else (options.platform,)
-    rows = []  # type: List[Tuple[str, str, Dict[str, Any]]]
+    columns = [(os.path.basename(os.path.abspath(checkout)), platform, [])
+               for checkout in checkouts for platform in platforms]  # type: List[Tuple[str, str, List[Dict[str, Any]]]]
     log_dir = tempfile.mkdtemp(prefix="attack-logs-")
-    for checkout in checkouts:
-        for platform in platforms:
-            label = os.path.basename(os.path.abspath(checkout))
-            print("attacking %s on the %s port ..." % (label, platform), file=sys.stderr)
+    for round_number in range(1, options.rounds + 1):
+        for checkout, (label, platform, results) in zip([c for c in checkouts for _ in platforms], columns):
+            print("round %d: attacking %s on the %s port ..." % (round_number, label, platform), file=sys.stderr)
             try:
-                rows.append((label, platform, measure(checkout, platform, options, log_dir)))
+                results.append(measure(checkout, platform, options, log_dir))
             except (RuntimeError, OSError) as error:
                 print(error, file=sys.stderr)
                 return 2
-    text = table(rows, options)
+    text = table(columns, options)
     print(text)
     if options.output:
         with open(options.output, "w") as stream:
             stream.write(text)
     print("server logs: " + log_dir, file=sys.stderr)
-    return 0 if all(within_target(result) for _, _, result in rows) else 1
+    return 0 if all(within_target(result) for _, _, results in columns for result in results) else 1
 
 
 if __name__ == "__main__":
