@@ -418,9 +418,11 @@ def table(columns: List[Tuple[str, str, List[Dict[str, Any]]]], options: Any) ->
         lines.append("| " + " | ".join([name] + shown) + " |")
 
     row("idle RSS", lambda r: mib(r["idle_rss"]))
-    row("largest header section taken", lambda r: "%.1f KiB" % (r["head"] / 1024.0) + (" (the cap)" if r["head"] >= options.head_cap else ""))
+    row("largest header section taken",
+        lambda r: "%.1f KiB" % (r["head"] / 1024.0) + (" (the cap)" if r["head"] >= options.head_cap else ""))
     for name, label in (("negative", "chunk size -3"), ("huge", "chunk size 2**64-1")):
-        row("peak RSS, %s" % label, lambda r, name=name: "%s (+%s)" % (mib(r[name]["peak"]), mib(r[name]["peak"] - r[name]["idle"])))
+        row("peak RSS, %s" % label,
+            lambda r, name=name: "%s (+%s)" % (mib(r[name]["peak"]), mib(r[name]["peak"] - r[name]["idle"])))
         row("answers, %s" % label, lambda r, name=name: counted(r[name]["answers"]))
     for kind, label in (("stalled", "stalled connection holds"), ("trickled", "trickled connection holds"),
                         ("idle", "idle connection holds")):
@@ -435,8 +437,8 @@ def within_target(result: Dict[str, Any]) -> bool:
 
 
 def parse_options(argv: List[str]) -> Any:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtime", action="append", metavar="CHECKOUT",
                         help="a checkout holding openwhisk.py and serverless_max/ (repeat to compare; default: this one)")
     parser.add_argument("--platform", choices=("http", "openwhisk", "both"), default="both")
@@ -446,8 +448,10 @@ def parse_options(argv: List[str]) -> Any:
                         help="largest header section tried, bytes (default %(default)s: 96 fields of 63 KiB)")
     parser.add_argument("--read-seconds", type=float, default=5.0,
                         help="SERVERLESS_MAX_READ_SECONDS for the servers (default %(default)s)")
-    parser.add_argument("--phase-seconds", type=float, default=30.0, help="bound on each attack round (default %(default)s)")
-    parser.add_argument("--slow-connections", type=int, default=4, help="connections of each slow kind (default %(default)s)")
+    parser.add_argument("--phase-seconds", type=float, default=30.0,
+                        help="bound on each attack round (default %(default)s)")
+    parser.add_argument("--slow-connections", type=int, default=4,
+                        help="connections of each slow kind (default %(default)s)")
     parser.add_argument("--watch-seconds", type=float, default=30.0,
                         help="how long to watch the idle connections' threads (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=1,
