@@ -450,20 +450,50 @@ def test_the_committed_corpus_is_what_the_generator_makes() -> None:
         assert stream.read() == corpus_json(), "run python tests/http_framing_corpus.py"
 
 
-@pytest.mark.skipif(httptools is None,
-                    reason="needs h11 and httptools (llhttp), and httptools has no Python 3.6 wheel: "
-                           "the differential runs on the current era")
-def test_the_runtime_is_never_more_lenient_than_every_reference_parser(capsys: Any) -> None:
-    outcomes, names = run_differential(load_corpus())
+needs_references = pytest.mark.skipif(httptools is None,
+                                      reason="needs h11 and httptools (llhttp), and httptools has no Python 3.6 "
+                                             "wheel: the differential runs on the current era")
+
+
+@pytest.fixture(scope="module")
+def differential() -> Tuple[List[Outcome], List[str]]:
+    return run_differential(load_corpus())
+
+
+@needs_references
+def test_the_runtime_is_never_more_lenient_than_every_reference_parser(
+        differential: Tuple[List[Outcome], List[str]], capsys: Any) -> None:
+    outcomes, names = differential
     with capsys.disabled():
         print("\n" + counts_line(outcomes, names))
     lenient = [outcome for outcome in outcomes if outcome.relation == "more lenient"]
-    for outcome in lenient:
-        print("more lenient: %s (%s) %s\n  runtime: %s\n%s" % (
-            outcome.case[0], outcome.case[2], _escaped(outcome.case[3], 200), _described(outcome.runtime),
-            "\n".join("  %s: %s" % (name, _described(verdict)) for name, verdict in outcome.references.items())))
+    _show(lenient, "more lenient")
     assert not lenient, "the runtime took messages no reference parser took: %s" % ", ".join(
         outcome.case[0] for outcome in lenient)
+
+
+@needs_references
+def test_the_runtime_takes_every_valid_framing_as_a_reference_does(
+        differential: Tuple[List[Outcome], List[str]]) -> None:
+    """Strictness must not cost valid requests (rejecting everything would pass the test above): on
+    each valid input the runtime takes the messages of the reference that took the most."""
+    refused = [outcome for outcome in differential[0] if outcome.case[1] == "valid" and not _takes_the_most(outcome)]
+    _show(refused, "not taken as any reference takes it")
+    assert not refused, "valid framings the runtime did not take as a reference does: %s" % ", ".join(
+        outcome.case[0] for outcome in refused)
+
+
+def _takes_the_most(outcome: Outcome) -> bool:
+    most = max(len(verdict.messages) for verdict in outcome.references.values())
+    return any(outcome.runtime.messages == verdict.messages
+               for verdict in outcome.references.values() if len(verdict.messages) == most)
+
+
+def _show(outcomes: List[Outcome], what: str) -> None:
+    for outcome in outcomes:
+        print("%s: %s (%s) %s\n  runtime: %s\n%s" % (
+            what, outcome.case[0], outcome.case[2], _escaped(outcome.case[3], 200), _described(outcome.runtime),
+            "\n".join("  %s: %s" % (name, _described(verdict)) for name, verdict in outcome.references.items())))
 
 
 def _described(verdict: Verdict) -> str:
