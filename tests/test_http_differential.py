@@ -34,6 +34,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import random
 import selectors
 import shutil
 import socket
@@ -62,6 +63,8 @@ TABLE_PATH = os.path.join(ROOT, "tests", "data", "http-framing-differential.md")
 # Over the largest body in the corpus, under the Content-Lengths that test the limit.
 REQUEST_LIMIT = 1000000
 EXCHANGE_SECONDS = 10.0
+# Long enough for the server to read one piece before the next arrives, most of the time.
+PIECE_PAUSE_SECONDS = 0.003
 PARALLEL_CONNECTIONS = 8
 
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -182,36 +185,43 @@ def llhttp_verdict(data: bytes) -> Verdict:
 # ----------------------------------------------------------------------------- servers on loopback
 
 
-def exchange(port: int, data: bytes, seconds: float = EXCHANGE_SECONDS) -> Tuple[bytes, str]:
-    """Send ``data`` on a new connection, then end the sending side; everything the server
-    answers until it closes, and how the exchange ended. Sending and reading interleave, so a
-    server that answers early (and closes) is heard."""
+def exchange(port: int, pieces: Sequence[bytes], seconds: float = EXCHANGE_SECONDS) -> Tuple[bytes, str]:
+    """Send the pieces on a new connection, PIECE_PAUSE_SECONDS apart, then end the sending side;
+    everything the server answers until it closes, and how the exchange ended. Sending and
+    reading interleave, so a server that answers early (and closes) is heard."""
     received = []
     deadline = time.monotonic() + seconds
+    queue = [memoryview(piece) for piece in pieces if piece]
+    send_at = 0.0
+    shut = False
     with socket.create_connection(("127.0.0.1", port), timeout=seconds) as connection:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each piece its own segment
         connection.setblocking(False)
         selector = selectors.DefaultSelector()
-        pending = memoryview(data)
-        if not pending:
-            connection.shutdown(socket.SHUT_WR)
-        selector.register(connection, selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0))
+        selector.register(connection, selectors.EVENT_READ)
         try:
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     return b"".join(received), "timeout"
-                for _, events in selector.select(remaining):
+                if not queue and not shut:
+                    try:
+                        connection.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    shut = True
+                writing = bool(queue) and now >= send_at
+                selector.modify(connection, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
+                wait = deadline - now if writing or not queue else min(deadline, send_at) - now
+                for _, events in selector.select(wait):
                     if events & selectors.EVENT_WRITE:
                         try:
-                            pending = pending[connection.send(pending[:65536]):]
+                            queue[0] = queue[0][connection.send(queue[0][:65536]):]
                         except OSError:
-                            pending = pending[:0]
-                        if not pending:
-                            try:
-                                connection.shutdown(socket.SHUT_WR)
-                            except OSError:
-                                pass
-                            selector.modify(connection, selectors.EVENT_READ)
+                            queue = []  # the server stopped reading: its answer says why
+                        if queue and not queue[0]:
+                            queue.pop(0)
+                            send_at = time.monotonic() + PIECE_PAUSE_SECONDS
                     if events & selectors.EVENT_READ:
                         try:
                             chunk = connection.recv(65536)
@@ -222,6 +232,20 @@ def exchange(port: int, data: bytes, seconds: float = EXCHANGE_SECONDS) -> Tuple
                         received.append(chunk)
         finally:
             selector.close()
+
+
+def in_pieces(case_id: str, data: bytes) -> List[bytes]:
+    """The input cut in up to four pieces, at places chosen from the case's id: mostly right
+    after a CR, LF, colon or semicolon, where a parser that reads line by line may be caught
+    between two reads."""
+    if len(data) < 2:
+        return [data]
+    rng = random.Random(case_id)
+    places = [at + 1 for at, byte in enumerate(data[:-1]) if byte in b"\r\n:;"]
+    cuts = set(rng.sample(places, min(2, len(places))))
+    cuts.add(1 + rng.randrange(len(data) - 1))
+    bounds = [0] + sorted(cuts) + [len(data)]
+    return [data[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
 def responses(stream: bytes) -> List[Tuple[int, Dict[str, str], bytes]]:
@@ -276,9 +300,9 @@ def decoded_echo(headers: Dict[str, str]) -> Optional[Dict[str, Any]]:
     return json.loads(base64.b64decode(headers["x-wire-echo"]).decode("utf-8"))
 
 
-def served_verdict(port: int, data: bytes, message: Callable[[Dict[str, Any]], Message]) -> Verdict:
+def served_verdict(port: int, pieces: Sequence[bytes], message: Callable[[Dict[str, Any]], Message]) -> Verdict:
     """A server's parse: the requests its app echoed, then its first answer that is not an echo."""
-    stream, how = exchange(port, data)
+    stream, how = exchange(port, pieces)
     messages = []
     for status, headers, body in responses(stream):
         echo = decoded_echo(headers)
@@ -338,9 +362,11 @@ class NodeServer(object):
 class Outcome(object):
     """One input's verdicts and how the runtime's compares with the references'."""
 
-    def __init__(self, case: Case, runtime: Verdict, references: Dict[str, Verdict]):
+    def __init__(self, case: Case, runtime: Verdict, runtime_in_pieces: Verdict, references: Dict[str, Verdict]):
         self.case = case
         self.runtime = runtime
+        self.runtime_in_pieces = runtime_in_pieces
+        self.pieces_matter = runtime_in_pieces.messages != runtime.messages
         self.references = references
         lists = [verdict.messages for verdict in references.values()]
         self.references_disagree = any(messages != lists[0] for messages in lists)
@@ -352,7 +378,7 @@ class Outcome(object):
             self.relation = "more lenient"
 
     def all_same(self) -> bool:
-        return self.relation == "agree" and not self.references_disagree
+        return self.relation == "agree" and not self.references_disagree and not self.pieces_matter
 
 
 def run_differential(cases: List[Case], runtime_python: str = sys.executable) -> Tuple[List[Outcome], List[str]]:
@@ -362,8 +388,10 @@ def run_differential(cases: List[Case], runtime_python: str = sys.executable) ->
     node_server = NodeServer(node) if node else None
     try:
         pool = concurrent.futures.ThreadPoolExecutor(PARALLEL_CONNECTIONS)
-        runtime_verdicts = list(pool.map(lambda case: served_verdict(runtime.port, case[3], runtime_message), cases))
-        node_verdicts = (list(pool.map(lambda case: served_verdict(node_server.port, case[3], node_message), cases))
+        runtime_verdicts = list(pool.map(lambda case: served_verdict(runtime.port, [case[3]], runtime_message), cases))
+        runtime_verdicts_in_pieces = list(pool.map(
+            lambda case: served_verdict(runtime.port, in_pieces(case[0], case[3]), runtime_message), cases))
+        node_verdicts = (list(pool.map(lambda case: served_verdict(node_server.port, [case[3]], node_message), cases))
                          if node_server else None)
         pool.shutdown()
     finally:
@@ -377,7 +405,7 @@ def run_differential(cases: List[Case], runtime_python: str = sys.executable) ->
         if node_verdicts is not None:
             references["node"] = node_verdicts[index]
         names = list(references)
-        outcomes.append(Outcome(case, runtime_verdicts[index], references))
+        outcomes.append(Outcome(case, runtime_verdicts[index], runtime_verdicts_in_pieces[index], references))
     return outcomes, names
 
 
@@ -386,6 +414,7 @@ def counts(outcomes: List[Outcome]) -> Dict[str, int]:
     for outcome in outcomes:
         result[outcome.relation] += 1
     result["references disagree"] = sum(1 for outcome in outcomes if outcome.references_disagree)
+    result["runtime differs in pieces"] = sum(1 for outcome in outcomes if outcome.pieces_matter)
     return result
 
 
@@ -418,17 +447,18 @@ def table(outcomes: List[Outcome], names: List[str], runtime_python: str) -> str
         "",
         "Each cell: the messages a parser took from the input (a letter per distinct list of messages,"
         " `-` for none), their number, and how it ended. `more lenient`: the runtime took a message no"
-        " reference took there. Inputs on which every parser says the same are left out.",
+        " reference took there. `runtime in pieces`: the same input sent in up to four pieces, 3 ms apart."
+        " Inputs on which every parser says the same are left out.",
         "",
-        "| input | bytes | runtime | %s | runtime is |" % " | ".join(names),
-        "|---|---|---|%s---|" % ("---|" * len(names)),
+        "| input | bytes | runtime | runtime in pieces | %s | runtime is |" % " | ".join(names),
+        "|---|---|---|---|%s---|" % ("---|" * len(names)),
     ]
     for outcome in outcomes:
         if outcome.all_same():
             continue
         letters = {}  # type: Dict[Tuple[Message, ...], str]
         cells = []
-        for verdict in [outcome.runtime] + [outcome.references[name] for name in names]:
+        for verdict in [outcome.runtime, outcome.runtime_in_pieces] + [outcome.references[name] for name in names]:
             key = tuple(verdict.messages)
             if key and key not in letters:
                 letters[key] = "ABCDEFGH"[len(letters)]
@@ -474,6 +504,20 @@ def test_the_runtime_is_never_more_lenient_than_every_reference_parser(
     _show(lenient, "more lenient")
     assert not lenient, "the runtime took messages no reference parser took: %s" % ", ".join(
         outcome.case[0] for outcome in lenient)
+
+
+@needs_references
+def test_the_runtime_parses_the_same_whatever_pieces_the_input_arrives_in(
+        differential: Tuple[List[Outcome], List[str]]) -> None:
+    """A parse that depends on how the bytes were split into TCP segments is one more way for
+    two parsers of the same bytes to disagree."""
+    differs = [outcome for outcome in differential[0] if outcome.pieces_matter]
+    for outcome in differs:
+        print("%s: one piece: %s\n  in pieces %s: %s" % (
+            outcome.case[0], _described(outcome.runtime),
+            [len(piece) for piece in in_pieces(outcome.case[0], outcome.case[3])], _described(outcome.runtime_in_pieces)))
+    assert not differs, "the runtime's parse depends on how the input is cut: %s" % ", ".join(
+        outcome.case[0] for outcome in differs)
 
 
 @needs_references
