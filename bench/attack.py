@@ -261,8 +261,6 @@ class SlowClient(object):
         self.connection = socket.create_connection(("127.0.0.1", target.port), timeout=seconds)
         self.kind = kind
         self.answer = None  # type: Optional[str]
-        self.answered_after = None  # type: Optional[float]
-        self.started = time.monotonic()
         method = b"DELETE" if target.platform == "http" else b"POST"
         head = method + b" " + target.request_path() + b" HTTP/1.1\r\nHost: attack.test\r\n"
         if kind == "stalled":
@@ -273,15 +271,13 @@ class SlowClient(object):
 
     def _run(self, trickle: bytes) -> None:
         if self.kind == "trickled":
-            self.connection.settimeout(0.001)
             for byte in trickle:
                 if self._stop.wait(TRICKLE_SECONDS_PER_BYTE):
                     return
+                self.connection.settimeout(1.0)
                 try:
                     self.connection.send(bytes([byte]))
-                except socket.timeout:
-                    pass
-                except OSError:
+                except OSError:  # the server closed the connection (or stopped reading it)
                     break
                 if self._answered():
                     return
@@ -301,7 +297,6 @@ class SlowClient(object):
             data = b""
         line = data.split(b"\r\n", 1)[0].split(b" ")
         self.answer = line[1].decode("latin-1") if data.startswith(b"HTTP/") and len(line) > 1 else "closed, no answer"
-        self.answered_after = time.monotonic() - self.started
         return True
 
     def close(self) -> None:
