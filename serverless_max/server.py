@@ -67,7 +67,9 @@ _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([
 _FIELD_NAME = re.compile(_TOKEN + rb"\Z")
 _INVALID_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|"
+# No whitespace before a chunk extension's ';': RFC 9112 7.1.1 lets a recipient accept it, but h11,
+# llhttp and Node's server all refuse it, and a server must never read a framing its peers do not.
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})((?:;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|"
                          + _QUOTED + rb"))?)*)\r\n\Z")
 _DIGITS = frozenset("0123456789")
 
@@ -184,10 +186,11 @@ def framing(head: Head, request_limit: int) -> Framing:
         raise HttpError(400, "The request has more than one Content-Length header.")
     if not lengths[0] or not set(lengths[0]) <= _DIGITS:
         raise HttpError(400, "The Content-Length header %r is not a number of bytes." % lengths[0][:100])
-    length = int(lengths[0]) if len(lengths[0]) <= 18 else sys.maxsize
+    digits = lengths[0].lstrip("0") or "0"  # leading zeros are still 1*DIGIT: 0005 is five bytes
+    length = int(digits) if len(digits) <= 18 else sys.maxsize
     if length > request_limit:
         raise HttpError(413, "The request body is %s bytes, over the limit of %d bytes."
-                        % (lengths[0] if len(lengths[0]) <= 30 else "over 10^29", request_limit))
+                        % (digits if len(digits) <= 30 else "over 10^29", request_limit))
     return Framing(length, False)
 
 

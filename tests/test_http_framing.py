@@ -128,6 +128,7 @@ def post(port: Port, head: bytes, body: bytes = b"") -> bytes:
     b"0" * 17 + b"5",  # more digits than any size needs
     b"5;" + b"a" * 5000,  # an extension over the bound
     b"5;a b", b"5;=x", b"5;a=\"x", b"5;",
+    b"5 ;a=b",  # whitespace before an extension: h11, llhttp and Node refuse it
 ])
 def test_a_chunk_size_that_is_not_hex_digits_is_400(port: Port, size_line: bytes) -> None:
     reply = port.exchange(post(port, b"Transfer-Encoding: chunked\r\n", size_line + b"\r\nhello\r\n0\r\n\r\n"))
@@ -167,7 +168,7 @@ def test_the_limit_holds_over_the_running_total_of_chunks(port: Port) -> None:
 def test_valid_chunked_forms_are_served(ports: Dict[str, Port]) -> None:
     port = ports["http"]
     # Extensions, with BWS before ";" as RFC 9112 7.1.1 allows, and a trailer field.
-    body = b"5;name=value;other\r\nhello\r\nA ; q=\"a b\"\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
+    body = b"5;name=value;other\r\nhello\r\nA; q=\"a b\"\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
     reply = port.exchange(post(port, b"Transfer-Encoding: Chunked\r\nConnection: close\r\n", body))
     status, _, answer = parse_reply(reply)
     assert status == 200, reply
@@ -438,6 +439,14 @@ def test_a_huge_length_without_expect_is_413_at_once(port: Port) -> None:
     check_error(port, reply, 413, "limit")
     reply = port.exchange(post(port, b"Content-Length: 1" + b"0" * 400 + b"\r\n", b"x" * 1000))
     check_error(port, reply, 413, "limit")
+
+
+def test_leading_zeros_in_a_length_are_still_the_length(ports: Dict[str, Port]) -> None:
+    port = ports["http"]
+    reply = port.exchange(post(port, b"Connection: close\r\nContent-Length: " + b"0" * 30 + b"5\r\n", b"hello"))
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+    reply = port.exchange(post(port, b"Content-Length: " + b"0" * 30 + b"99999999999\r\n", b"x"))
+    check_error(port, reply, 413, "is 99999999999 bytes, over the limit")
 
 
 def test_expect_100_continue_within_the_limit_is_answered_100_then_served(ports: Dict[str, Port]) -> None:
