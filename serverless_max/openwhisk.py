@@ -74,8 +74,10 @@ def _decode_base64(text: Union[str, memoryview], what: str) -> bytes:
         raise BadRequest("%s is not valid base64" % what)
 
 
-# How the invoker writes the request body's key: compact JSON, no space around the colon.
-_OW_BODY_KEY = b'"__ow_body":"'
+# The request body's key, and what may follow it up to the string's opening quote: the invoker
+# writes compact JSON, other writers (json.dumps' default, requests' json=) a space after the colon.
+_OW_BODY_KEY = b'"__ow_body"'
+_UP_TO_BODY_STRING = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"')
 # Stands in for the body while the rest of the /run JSON is parsed; it cannot occur in any JSON
 # text that holds it already, which is checked.
 _BODY_PLACEHOLDER = b"\\u0000serverless-max-body"
@@ -89,17 +91,23 @@ def parse_run(raw: bytes) -> Any:
     escapes. It is cut out of the raw bytes before parsing, so it is never copied into a Python
     string, and ``value["__ow_body"]`` becomes a memoryview of its bytes. Anything unusual (escapes
     in the body, the key elsewhere, the placeholder in the request) is parsed the ordinary way.
+    Only single-byte searches run over the body itself: they are memchr, several GB/s.
     """
     key = raw.find(_OW_BODY_KEY)
-    if key >= 0 and raw.find(_BODY_PLACEHOLDER) < 0:
-        start = key + len(_OW_BODY_KEY)
+    opening = _UP_TO_BODY_STRING.match(raw, key + len(_OW_BODY_KEY)) if key >= 0 else None
+    if opening is not None:
+        start = opening.end()
         end = raw.find(b'"', start)
         if end > start and raw.find(b"\\", start, end) < 0:
-            message = json.loads((raw[:start] + _BODY_PLACEHOLDER + raw[end:]).decode("utf-8"))
-            value = message.get("value") if isinstance(message, dict) else None
-            if isinstance(value, dict) and value.get("__ow_body") == _PARSED_PLACEHOLDER:
-                value["__ow_body"] = memoryview(raw)[start:end]
-                return message
+            # With no backslash in the body, the placeholder (which starts with one) could only be
+            # in the text around it.
+            head, tail = raw[:start], raw[end:]
+            if _BODY_PLACEHOLDER not in head and _BODY_PLACEHOLDER not in tail:
+                message = json.loads((head + _BODY_PLACEHOLDER + tail).decode("utf-8"))
+                value = message.get("value") if isinstance(message, dict) else None
+                if isinstance(value, dict) and value.get("__ow_body") == _PARSED_PLACEHOLDER:
+                    value["__ow_body"] = memoryview(raw)[start:end]
+                    return message
     return json.loads(raw.decode("utf-8"))
 
 

@@ -455,6 +455,10 @@ def parsed(raw):
     (b'{"value":{"__ow_headers":{"__ow_body":"x"},"__ow_body":"aGVsbG8="}}', False),  # the key first seen elsewhere
     (b'{"value":{"__ow_body":"aGVsbG8=","__ow_body":"d29ybGQ="}}', False),  # duplicate keys: the last wins
     (b'{"value":{"__ow_body":"x"},"__ow_body":"y"}', True),
+    (b'{"value": {"__ow_method": "post", "__ow_body": "aGVsbG8="}, "activation_id": "a"}', True),  # json.dumps' default
+    (b'{"value":{"__ow_body" \t:\r\n "aGVsbG8="}}', True),
+    (b'{"value":{"__ow_body": {"json": "object"}}}', False),
+    (b'{"note":"\\u0000serverless-max-body","value":{"__ow_body":"x"}}', False),
     (b'{"__ow_body":"y","value":{}}', False),
     (b'{"value":{"__ow_body":"x","note":"\\u0000serverless-max-body"}}', False),
     (b'{"value":{"__ow_body":{"json":"object"}}}', False),
@@ -467,7 +471,8 @@ def test_parse_run_leaves_the_body_in_place_only_when_it_is_the_same(raw, left_i
 
 
 def test_parse_run_refuses_what_json_loads_refuses():
-    for raw in (b'{"value":{"__ow_body":"x"}', b'{"value":{"__ow_body":"x"},"k":"\xff"}', b"{malformed"):
+    for raw in (b'{"value":{"__ow_body":"x"}', b'{"value":{"__ow_body":"x"},"k":"\xff"}', b"{malformed",
+                b'{"value":{"__ow_body" "x"}}'):
         with pytest.raises(ValueError):
             openwhisk.parse_run(raw)
 
