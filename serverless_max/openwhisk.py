@@ -57,20 +57,25 @@ _ENVIRONMENT_KEY = re.compile(r"\A[A-Za-z0-9_]+\Z")
 # binascii reads an ASCII str in place, so a large __ow_body is decoded without an encoded copy.
 # Python 3.11 validates as it decodes; older versions need the alphabet checked first.
 _STRICT_BASE64 = sys.version_info >= (3, 11)
-_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
-_BASE64_BYTES = re.compile(rb"[A-Za-z0-9+/]*={0,2}\Z")
+def _is_base64(data: bytes) -> bool:
+    """Only the alphabet, then at most two '='. bytes.translate deletes at memory speed: a regular
+    expression over a 1 MB upload costs as much as decoding it."""
+    rest = data.translate(None, _BASE64_ALPHABET)
+    return rest in (b"", b"=", b"==") and data.endswith(rest)
 
 
 def _decode_base64(text: Union[str, memoryview], what: str) -> bytes:
     try:
         if _STRICT_BASE64:
             return binascii.a2b_base64(text, strict_mode=True)  # novermin: only on 3.11+
-        if not (_BASE64_TEXT if isinstance(text, str) else _BASE64_BYTES).match(text):
+        # The copy checked is dropped before the decoded bytes exist: the peak stays where decoding puts it.
+        if not _is_base64(text.encode("ascii") if isinstance(text, str) else bytes(text)):
             raise binascii.Error("not base64")
         return binascii.a2b_base64(text)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
         raise BadRequest("%s is not valid base64" % what)
 
 
@@ -533,6 +538,9 @@ class ProxyHandler(Handler):
     """The invoker's side of the protocol: POST /init and POST /run, JSON in and out."""
 
     action = None  # type: Action
+    # TCP_NODELAY: on a kept-alive connection the body written after the headers would otherwise
+    # wait for the peer's delayed ACK, 40 ms on Linux.
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         if self.path not in ("/init", "/run"):

@@ -117,10 +117,17 @@ def test_empty_raw_body():
     assert build(raw(__ow_headers={"content-type": "image/png"})).body == b""
 
 
-@pytest.mark.parametrize("body", ["not base64!", "YWJj\nZGVm", "YWJjZ", "☃"])
-def test_bad_base64_is_a_bad_request(body):
+@pytest.mark.parametrize("body", ["not base64!", "YWJj\nZGVm", "YWJjZ", "☃", "YQ==YWJj", "YW=j", "YWJjZA==="])
+@pytest.mark.parametrize("left_in_place", [False, True])
+def test_bad_base64_is_a_bad_request(body, left_in_place):
+    ow_body = memoryview(body.encode("utf-8")) if left_in_place else body  # as parse_run leaves it
     with pytest.raises(BadRequest, match="base64"):
-        build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=body))
+        build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=ow_body))
+
+
+@pytest.mark.parametrize("encoded, decoded", [("YWJj", b"abc"), ("YWI=", b"ab"), ("YQ==", b"a"), ("", b"")])
+def test_good_base64_left_in_place_is_decoded(encoded, decoded):
+    assert build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=memoryview(encoded.encode()))).body == decoded
 
 
 @pytest.mark.parametrize("field, value", [
