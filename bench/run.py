@@ -1,6 +1,6 @@
 """Measure what the shim adds to a model: latency, peak memory, cold start and concurrency.
 
-Every measurement uses tests/apps/max-test-echo, whose prediction only counts the uploaded
+The invoker harness uses tests/apps/max-test-echo, whose prediction only counts the uploaded
 bytes, so the numbers are the shim's overhead and not a model's work. Side by side, per image
 size (10 KB, 100 KB, 1 MB, 5 MB):
 
@@ -14,11 +14,20 @@ size (10 KB, 100 KB, 1 MB, 5 MB):
   (f) the multipart upload to the runtime serving plain HTTP on $PORT (Knative, Cloud Run, Code Engine);
   (g) the upload as a Lambda function URL event to AWS's Runtime Interface Emulator running the runtime.
 
-The four take turns request by request, so that load from elsewhere on the machine hits them
+The paths take turns request by request, so that load from elsewhere on the machine hits them
 alike. Then the peak memory of (a) and (b) above their idle size, the cold start of both
 (process start to first answer), and /run throughput with 1, 4 and 16 overlapping activations.
-Every answer is checked: the byte count the model reports must be the one sent. The table goes
-to stdout and to bench/results.md (--quick: bench/results/quick.md) with the machine it ran on.
+Every answer is checked: the byte count the model reports must be the one sent.
+
+The clients harness (--harness clients; both run by default) measures the /run path as
+independent clients do, beside the 2019 shim: (A) examples/max-example-digit-classifier (Pillow
+decodes each random-noise PNG) against its own Werkzeug server, the /run JSON as requests' json=
+writes it, over a keep-alive requests.Session, rounds alternating the shims; (B) the echo model,
+a 1 MB upload, http.client on fresh connections and on one kept connection. Figures are medians
+over rounds with the rounds' min-max.
+
+The table goes to stdout and to bench/results.md (--quick: bench/results/quick.md; one harness
+alone: bench/results/HARNESS.md) with the machine it ran on.
 Exit status: 0 when every target is met, 1 when one is missed (--quick: when an answer was wrong),
 2 when a server could not be started.
 
