@@ -639,7 +639,7 @@ def measure_concurrency(shim_path: str, total_requests: int, log_dir: str) -> Li
 
 CLASSIFIER_APP = os.path.join(ROOT, "examples", "max-example-digit-classifier")
 PNG_SIZES = [("100 KB", 100 * KB), ("1 MB", 1024 * KB), ("5 MB", 5 * 1024 * KB)]
-# (A): timed pairs (model's own server, then the shim) per round and size, full and --quick.
+# (A): timed requests per server, round and size, full and --quick.
 SESSION_RUNS = {100 * KB: 40, 1024 * KB: 40, 5 * 1024 * KB: 15}
 QUICK_SESSION_RUNS = {100 * KB: 4, 1024 * KB: 4, 5 * 1024 * KB: 2}
 # (B): timed /runs per server, connection handling and round, full and --quick.
@@ -708,8 +708,9 @@ class SessionResult(object):
 
 def measure_session_harness(shim_path: str, baseline_path: Optional[str], runs: Dict[int, int],
                             log_dir: str) -> List[SessionResult]:
-    """(A): per size and round, each shim's requests interleaved with the model's own server's, on
-    keep-alive sessions; rounds alternate which shim goes first."""
+    """(A): per size and round, the model's own server and the shims take turns request by request,
+    each on a keep-alive session of its own; rounds alternate which shim goes first. Taking turns
+    within a round, not a round per shim, keeps bursts of load from elsewhere from favouring one."""
     import requests  # a client of the benchmark only (requirements/test.txt)
 
     servers = {}  # type: Dict[str, Server]
@@ -755,22 +756,22 @@ def measure_session_harness(shim_path: str, baseline_path: Optional[str], runs: 
             direct_rounds = []  # type: List[float]
             added = dict((key, []) for key in shims)  # type: Dict[str, List[float]]
             for round_number in range(CLIENT_ROUNDS):
-                for key in (shims if round_number % 2 == 0 else shims[::-1]):
-                    direct_ms, shim_ms = [], []  # type: List[float], List[float]
-                    for _ in range(count):
-                        for sample, send, answers in ((direct_ms, to_direct, "direct"),
-                                                      (shim_ms, lambda key=key: to_shim(key), key)):
-                            started = time.perf_counter()
-                            answer = send()
-                            elapsed = (time.perf_counter() - started) * 1000
-                            if answer == expected:
-                                sample.append(elapsed)
-                            else:
-                                wrong[answers] += 1
-                                log("%s answered the %s PNG wrongly" % (servers[answers].name, label))
-                    if direct_ms and shim_ms:
-                        direct_rounds.append(statistics.median(direct_ms))
-                        added[key].append(statistics.median(shim_ms) - statistics.median(direct_ms))
+                order = ["direct"] + (shims if round_number % 2 == 0 else shims[::-1])
+                samples = dict((key, []) for key in order)  # type: Dict[str, List[float]]
+                for _ in range(count):
+                    for key in order:
+                        started = time.perf_counter()
+                        answer = to_direct() if key == "direct" else to_shim(key)
+                        elapsed = (time.perf_counter() - started) * 1000
+                        if answer == expected:
+                            samples[key].append(elapsed)
+                        else:
+                            wrong[key] += 1
+                            log("%s answered the %s PNG wrongly" % (servers[key].name, label))
+                if all(samples.values()):
+                    direct_rounds.append(statistics.median(samples["direct"]))
+                    for key in shims:
+                        added[key].append(statistics.median(samples[key]) - direct_rounds[-1])
             peak = dict((key, server.peak_resident_bytes()) for key, server in servers.items())
             results.append(SessionResult(label, len(png), len(run_body), Spread(direct_rounds),
                                          dict((key, Spread(values)) for key, values in added.items()), peak, wrong))
@@ -894,8 +895,8 @@ def client_report(clients: ClientHarnesses) -> List[str]:
              "numpy classifies it). Random-noise PNGs. The model's own server (Werkzeug, threaded) is the baseline. "
              "The /run JSON (raw web action, body in base64) is posted with a keep-alive `requests.Session`, "
              "written as `json=` writes it (json.dumps' defaults: a space after each colon) but serialised once, "
-             "before timing; one /init first; each shim's requests alternate with "
-             "the model's own server's; rounds alternate which shim goes first. \"added\" is each round's median "
+             "before timing; one /init first; the model's own server, the runtime "
+             "and the 2019 shim take turns request by request; rounds alternate which shim goes first. \"added\" is each round's median "
              "over the model's own server's median; every answer must hold the classification the model's own "
              "server gives. Peak memory: VmHWM while that size was served.", "",
              "| image | PNG | /run body | model's own server | runtime adds | 2019 shim adds "
