@@ -217,6 +217,13 @@ class Server(ServerProcess):
     def peak_resident_bytes(self) -> int:
         return self._status_kib("VmHWM") * 1024
 
+    def cpu_seconds(self) -> float:
+        """The CPU time the process has used, its threads' (also those that ended) included. Load from
+        elsewhere on the machine barely changes it, where it can double a wall-clock time."""
+        with open("/proc/%d/stat" % self.process.pid) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
 
 def direct_command(port: int) -> List[str]:
     return [sys.executable, DIRECT_SERVER, "--port", str(port)]
@@ -704,16 +711,18 @@ class Spread(object):
 
 
 class SessionResult(object):
-    """Harness (A) at one image size: each shim's added ms per round, and every server's peak memory."""
+    """Harness (A) at one image size: each shim's added ms per round, and every server's peak memory
+    and CPU time per request."""
 
     def __init__(self, label: str, png_size: int, run_body_size: int, direct: Spread, added: Dict[str, Spread],
-                 peak: Dict[str, int], wrong: Dict[str, int]):
+                 peak: Dict[str, int], cpu: Dict[str, float], wrong: Dict[str, int]):
         self.label = label
         self.png_size = png_size
         self.run_body_size = run_body_size
         self.direct = direct
         self.added = added
         self.peak = peak
+        self.cpu = cpu  # ms of the server's CPU time per request
         self.wrong = wrong
 
 
@@ -766,6 +775,7 @@ def measure_session_harness(shim_path: str, baseline_path: Optional[str], runs: 
                     to_shim(key)
             direct_rounds = []  # type: List[float]
             added = dict((key, []) for key in shims)  # type: Dict[str, List[float]]
+            cpu_before = dict((key, server.cpu_seconds()) for key, server in servers.items())
             for round_number in range(CLIENT_ROUNDS):
                 order = ["direct"] + (shims if round_number % 2 == 0 else shims[::-1])
                 samples = dict((key, []) for key in order)  # type: Dict[str, List[float]]
@@ -783,9 +793,12 @@ def measure_session_harness(shim_path: str, baseline_path: Optional[str], runs: 
                     direct_rounds.append(statistics.median(samples["direct"]))
                     for key in shims:
                         added[key].append(statistics.median(samples[key]) - direct_rounds[-1])
+            cpu = dict((key, (server.cpu_seconds() - cpu_before[key]) * 1000 / (count * CLIENT_ROUNDS))
+                       for key, server in servers.items())
             peak = dict((key, server.peak_resident_bytes()) for key, server in servers.items())
             results.append(SessionResult(label, len(png), len(run_body), Spread(direct_rounds),
-                                         dict((key, Spread(values)) for key, values in added.items()), peak, wrong))
+                                         dict((key, Spread(values)) for key, values in added.items()), peak, cpu,
+                                         wrong))
         return results
     finally:
         for server in servers.values():
@@ -795,9 +808,10 @@ def measure_session_harness(shim_path: str, baseline_path: Optional[str], runs: 
 class ConnectionResult(object):
     """Harness (B) with one way of handling connections: each server's median ms per round."""
 
-    def __init__(self, label: str, per_server: Dict[str, Spread], wrong: Dict[str, int]):
+    def __init__(self, label: str, per_server: Dict[str, Spread], cpu: Dict[str, float], wrong: Dict[str, int]):
         self.label = label
         self.per_server = per_server
+        self.cpu = cpu  # ms of the server's CPU time per request
         self.wrong = wrong
 
 
@@ -843,6 +857,7 @@ def measure_connection_harness(shim_path: str, baseline_path: Optional[str], run
                     send(key)
             medians = dict((key, []) for key in order)  # type: Dict[str, List[float]]
             wrong = dict((key, 0) for key in order)
+            cpu_before = dict((key, servers[key].cpu_seconds()) for key in order)
             for round_number in range(CLIENT_ROUNDS):
                 samples = dict((key, []) for key in order)  # type: Dict[str, List[float]]
                 for _ in range(runs):
@@ -857,10 +872,12 @@ def measure_connection_harness(shim_path: str, baseline_path: Optional[str], run
                 for key in order:
                     if samples[key]:
                         medians[key].append(statistics.median(samples[key]))
+            cpu = dict((key, (servers[key].cpu_seconds() - cpu_before[key]) * 1000 / (runs * CLIENT_ROUNDS))
+                       for key in order)
             for connection in kept.values():
                 connection.close()
             results.append(ConnectionResult(label, dict((key, Spread(values)) for key, values in medians.items()),
-                                            wrong))
+                                            cpu, wrong))
         return len(run_body), results
     finally:
         for server in servers.values():
@@ -909,28 +926,35 @@ def client_report(clients: ClientHarnesses) -> List[str]:
              "before timing; one /init first; the model's own server, the runtime "
              "and the 2019 shim take turns request by request; rounds alternate which shim goes first. \"added\" is each round's median "
              "over the model's own server's median; every answer must hold the classification the model's own "
-             "server gives. Peak memory: VmHWM while that size was served.", "",
+             "server gives. Server CPU: each process's own CPU time (user + system, /proc) per request, which "
+             "load from elsewhere on the machine barely changes (10 ms clock ticks: coarse at 100 KB). Peak "
+             "memory: VmHWM while that size was served.", "",
              "| image | PNG | /run body | model's own server | runtime adds | 2019 shim adds "
-             "| peak MiB: own server / runtime / 2019 shim |", "|---|---|---|---|---|---|---|"]
+             "| server CPU ms per request: own server / runtime / 2019 shim "
+             "| peak MiB: own server / runtime / 2019 shim |", "|---|---|---|---|---|---|---|---|"]
     for result in clients.session:
         peaks = " / ".join(mib(result.peak[key]) if key in result.peak else "—"
                            for key in ("direct", "shim", "baseline"))
+        cpu = " / ".join(ms(result.cpu[key]) if key in result.cpu else "—" for key in ("direct", "shim", "baseline"))
         wrong = sum(result.wrong.values())
-        lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
             result.label + (" (%d wrong)" % wrong if wrong else ""), size_of(b"x" * result.png_size),
             size_of(b"x" * result.run_body_size), result.direct.cell(), result.added["shim"].cell(),
-            result.added["baseline"].cell() if "baseline" in result.added else "—", peaks))
+            result.added["baseline"].cell() if "baseline" in result.added else "—", cpu, peaks))
     lines += ["", "(B) The echo model, a 1 MB random upload as multipart in /run JSON written by `json.dumps` "
-                  "(%s), `http.client`; the servers take turns request by request. Time per /run, client side."
+                  "(%s), `http.client`; the servers take turns request by request. Time per /run, client side; "
+                  "server CPU as in (A)."
               % size_of(b"x" * clients.connection_body_size), "",
-              "| connections | runtime | 2019 shim | runtime − 2019 shim |", "|---|---|---|---|"]
+              "| connections | runtime | 2019 shim | runtime − 2019 shim | server CPU ms per /run: runtime / 2019 shim |",
+              "|---|---|---|---|---|"]
     for result in clients.connection:
         shim = result.per_server["shim"]
         baseline = result.per_server.get("baseline")
         difference = "—" if baseline is None else "%+.2f" % (shim.median - baseline.median)
         wrong = sum(result.wrong.values())
-        lines.append("| %s | %s | %s | %s |" % (result.label + (" (%d wrong)" % wrong if wrong else ""),
-                                                shim.cell(), baseline.cell() if baseline else "—", difference))
+        cpu = " / ".join(ms(result.cpu[key]) if key in result.cpu else "—" for key in ("shim", "baseline"))
+        lines.append("| %s | %s | %s | %s | %s |" % (result.label + (" (%d wrong)" % wrong if wrong else ""),
+                                                     shim.cell(), baseline.cell() if baseline else "—", difference, cpu))
     return lines + [""]
 
 
