@@ -58,21 +58,30 @@ _ENVIRONMENT_KEY = re.compile(r"\A[A-Za-z0-9_]+\Z")
 # Python 3.11 validates as it decodes; older versions need the alphabet checked first.
 _STRICT_BASE64 = sys.version_info >= (3, 11)
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_BASE64_CHECK_SLICE = 64 * 1024
 
 
-def _is_base64(data: bytes) -> bool:
-    """Only the alphabet, then at most two '='. bytes.translate deletes at memory speed: a regular
-    expression over a 1 MB upload costs as much as decoding it."""
-    rest = data.translate(None, _BASE64_ALPHABET)
-    return rest in (b"", b"=", b"==") and data.endswith(rest)
+def _is_base64(text: Union[str, memoryview]) -> bool:
+    """Only the alphabet, then at most two '='. bytes.translate deletes the alphabet at memory speed
+    (a regular expression over a 1 MB upload costs as much as decoding it); a slice at a time, so
+    no copy of the whole body is ever held."""
+    rest = b""
+    for start in range(0, len(text), _BASE64_CHECK_SLICE):
+        rest += _ascii(text[start:start + _BASE64_CHECK_SLICE]).translate(None, _BASE64_ALPHABET)
+        if len(rest) > 2:
+            return False
+    return _ascii(text[len(text) - len(rest):]) == rest and rest in (b"", b"=", b"==")
+
+
+def _ascii(text: Union[str, memoryview]) -> bytes:
+    return text.encode("ascii") if isinstance(text, str) else bytes(text)
 
 
 def _decode_base64(text: Union[str, memoryview], what: str) -> bytes:
     try:
         if _STRICT_BASE64:
             return binascii.a2b_base64(text, strict_mode=True)  # novermin: only on 3.11+
-        # The copy checked is dropped before the decoded bytes exist: the peak stays where decoding puts it.
-        if not _is_base64(text.encode("ascii") if isinstance(text, str) else bytes(text)):
+        if not _is_base64(text):
             raise binascii.Error("not base64")
         return binascii.a2b_base64(text)
     except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError

@@ -125,9 +125,18 @@ def test_bad_base64_is_a_bad_request(body, left_in_place):
         build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=ow_body))
 
 
-@pytest.mark.parametrize("encoded, decoded", [("YWJj", b"abc"), ("YWI=", b"ab"), ("YQ==", b"a"), ("", b"")])
+@pytest.mark.parametrize("encoded, decoded", [("YWJj", b"abc"), ("YWI=", b"ab"), ("YQ==", b"a"), ("", b""),
+                                              ("YWJj" * 50000 + "YQ==", b"abc" * 50000 + b"a")])
 def test_good_base64_left_in_place_is_decoded(encoded, decoded):
     assert build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=memoryview(encoded.encode()))).body == decoded
+
+
+@pytest.mark.parametrize("body", ["YWJj" * 50000 + "YQ=!", "YWJj" * 30000 + "YQ==" + "YWJj" * 20000])
+@pytest.mark.parametrize("left_in_place", [False, True])
+def test_bad_base64_far_into_a_large_body_is_a_bad_request(body, left_in_place):
+    ow_body = memoryview(body.encode("ascii")) if left_in_place else body
+    with pytest.raises(BadRequest, match="base64"):
+        build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=ow_body))
 
 
 @pytest.mark.parametrize("field, value", [
