@@ -179,12 +179,16 @@ def _raw_body(ow_body: Any, content_type: str) -> bytes:
     media_type, params = parse_content_type(content_type)
     if is_binary(content_type) or (media_type == "application/json" and not set(params) - {"charset"}):
         return _decode_base64(ow_body, "__ow_body")
+    if isinstance(ow_body, memoryview):
+        text = bytes(ow_body)
+        _utf8_text(text)
+        return text
+    return ow_body.encode("utf-8")
+
+
+def _utf8_text(data: bytes) -> str:
     try:
-        if isinstance(ow_body, memoryview):
-            text = bytes(ow_body)
-            text.decode("utf-8")
-            return text
-        return ow_body.encode("utf-8")
+        return data.decode("utf-8")
     except UnicodeError:
         raise BadRequest("__ow_body is not valid UTF-8 text")
 
@@ -192,6 +196,8 @@ def _raw_body(ow_body: Any, content_type: str) -> bytes:
 def _merged_body(ow_body: Any, content_type: str) -> bytes:
     """__ow_body of a non-raw web action: parsed JSON for JSON types, else as in raw mode."""
     if is_json_family(content_type):
+        if isinstance(ow_body, memoryview):  # a JSON string parse_run left in the raw bytes
+            ow_body = _utf8_text(bytes(ow_body))
         return json.dumps(ow_body).encode("utf-8")
     return _raw_body(ow_body, content_type)
 

@@ -493,11 +493,19 @@ def test_parse_run_refuses_what_json_loads_refuses():
             openwhisk.parse_run(raw)
 
 
-def test_a_body_left_in_place_that_is_not_utf8_text_is_a_400():
-    message = openwhisk.parse_run(b'{"value":{"__ow_headers":{"content-type":"text/plain"},"__ow_query":"",'
-                                  b'"__ow_body":"caf\xe9"}}')
+@pytest.mark.parametrize("query", [',"__ow_query":""', ""])  # raw, and not raw (the string is then JSON)
+def test_a_body_left_in_place_that_is_not_utf8_text_is_a_400(query):
+    message = openwhisk.parse_run(b'{"value":{"__ow_headers":{"content-type":"text/plain"}' + query.encode() +
+                                  b',"__ow_body":"caf\xe9"}}')
     with pytest.raises(BadRequest, match="UTF-8"):
         build(message["value"])
+
+
+def test_a_json_string_body_left_in_place_is_sent_as_json_text():
+    message = openwhisk.parse_run('{"value": {"__ow_headers": {"content-type": "application/json"}, '
+                                  '"__ow_body": "café"}}'.encode("utf-8"))
+    assert isinstance(message["value"]["__ow_body"], memoryview)
+    assert json.loads(build(message["value"]).body.decode("utf-8")) == "café"
 
 
 @pytest.mark.parametrize("accept_encoding, accepted", [
