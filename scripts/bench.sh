@@ -3,7 +3,8 @@
 # and against the floor of parsing the /run JSON, peak memory, cold start and concurrency, on the
 # echo test model, optionally beside the 2019 shim (--baseline). Prints the table and writes it to
 # bench/results.md (--quick: bench/results/quick.md). Uses the current-era virtualenv
-# (.venv/current, created on first use). Takes a few minutes on two cores.
+# (.venv/current, created on first use). Takes a few minutes on two cores. --harness clients
+# measures the /run path as independent clients do (keep-alive requests.Session, http.client).
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +16,12 @@ Usage: scripts/bench.sh [--quick] [bench/run.py options...]
   --quick               a few runs of everything, to check the benchmark works (about 30 s);
                         the table goes to bench/results/quick.md, not bench/results.md, and
                         only a wrong answer fails it (too few runs to judge latency targets)
+  --harness NAME        invoker: the invoker's way (compact /run JSON, a connection per request)
+                        on every platform path, plus memory, cold start and concurrency;
+                        clients: the /run path as independent clients measure it (a Pillow
+                        model over a keep-alive requests.Session, the echo model over
+                        http.client); all (default): both, into bench/results.md; one alone
+                        goes to bench/results/NAME.md
   --shim PATH           measure another copy of openwhisk.py (e.g. a change under test)
   --baseline PATH       measure another /run shim beside it, e.g. the 2019 shim
                         (../shared/reference/seed_openwhisk.py; its port comes in SEED_SHIM_PORT)

@@ -117,10 +117,26 @@ def test_empty_raw_body():
     assert build(raw(__ow_headers={"content-type": "image/png"})).body == b""
 
 
-@pytest.mark.parametrize("body", ["not base64!", "YWJj\nZGVm", "YWJjZ", "☃"])
-def test_bad_base64_is_a_bad_request(body):
+@pytest.mark.parametrize("body", ["not base64!", "YWJj\nZGVm", "YWJjZ", "☃", "YQ==YWJj", "YW=j", "YWJjZA==="])
+@pytest.mark.parametrize("left_in_place", [False, True])
+def test_bad_base64_is_a_bad_request(body, left_in_place):
+    ow_body = memoryview(body.encode("utf-8")) if left_in_place else body  # as parse_run leaves it
     with pytest.raises(BadRequest, match="base64"):
-        build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=body))
+        build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=ow_body))
+
+
+@pytest.mark.parametrize("encoded, decoded", [("YWJj", b"abc"), ("YWI=", b"ab"), ("YQ==", b"a"), ("", b""),
+                                              ("YWJj" * 50000 + "YQ==", b"abc" * 50000 + b"a")])
+def test_good_base64_left_in_place_is_decoded(encoded, decoded):
+    assert build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=memoryview(encoded.encode()))).body == decoded
+
+
+@pytest.mark.parametrize("body", ["YWJj" * 50000 + "YQ=!", "YWJj" * 30000 + "YQ==" + "YWJj" * 20000])
+@pytest.mark.parametrize("left_in_place", [False, True])
+def test_bad_base64_far_into_a_large_body_is_a_bad_request(body, left_in_place):
+    ow_body = memoryview(body.encode("ascii")) if left_in_place else body
+    with pytest.raises(BadRequest, match="base64"):
+        build(raw(__ow_headers={"content-type": "image/png"}, __ow_body=ow_body))
 
 
 @pytest.mark.parametrize("field, value", [
@@ -455,6 +471,10 @@ def parsed(raw):
     (b'{"value":{"__ow_headers":{"__ow_body":"x"},"__ow_body":"aGVsbG8="}}', False),  # the key first seen elsewhere
     (b'{"value":{"__ow_body":"aGVsbG8=","__ow_body":"d29ybGQ="}}', False),  # duplicate keys: the last wins
     (b'{"value":{"__ow_body":"x"},"__ow_body":"y"}', True),
+    (b'{"value": {"__ow_method": "post", "__ow_body": "aGVsbG8="}, "activation_id": "a"}', True),  # json.dumps' default
+    (b'{"value":{"__ow_body" \t:\r\n "aGVsbG8="}}', True),
+    (b'{"value":{"__ow_body": {"json": "object"}}}', False),
+    (b'{"note":"\\u0000serverless-max-body","value":{"__ow_body":"x"}}', False),
     (b'{"__ow_body":"y","value":{}}', False),
     (b'{"value":{"__ow_body":"x","note":"\\u0000serverless-max-body"}}', False),
     (b'{"value":{"__ow_body":{"json":"object"}}}', False),
@@ -467,16 +487,25 @@ def test_parse_run_leaves_the_body_in_place_only_when_it_is_the_same(raw, left_i
 
 
 def test_parse_run_refuses_what_json_loads_refuses():
-    for raw in (b'{"value":{"__ow_body":"x"}', b'{"value":{"__ow_body":"x"},"k":"\xff"}', b"{malformed"):
+    for raw in (b'{"value":{"__ow_body":"x"}', b'{"value":{"__ow_body":"x"},"k":"\xff"}', b"{malformed",
+                b'{"value":{"__ow_body" "x"}}'):
         with pytest.raises(ValueError):
             openwhisk.parse_run(raw)
 
 
-def test_a_body_left_in_place_that_is_not_utf8_text_is_a_400():
-    message = openwhisk.parse_run(b'{"value":{"__ow_headers":{"content-type":"text/plain"},"__ow_query":"",'
-                                  b'"__ow_body":"caf\xe9"}}')
+@pytest.mark.parametrize("query", [',"__ow_query":""', ""])  # raw, and not raw (the string is then JSON)
+def test_a_body_left_in_place_that_is_not_utf8_text_is_a_400(query):
+    message = openwhisk.parse_run(b'{"value":{"__ow_headers":{"content-type":"text/plain"}' + query.encode() +
+                                  b',"__ow_body":"caf\xe9"}}')
     with pytest.raises(BadRequest, match="UTF-8"):
         build(message["value"])
+
+
+def test_a_json_string_body_left_in_place_is_sent_as_json_text():
+    message = openwhisk.parse_run('{"value": {"__ow_headers": {"content-type": "application/json"}, '
+                                  '"__ow_body": "café"}}'.encode("utf-8"))
+    assert isinstance(message["value"]["__ow_body"], memoryview)
+    assert json.loads(build(message["value"]).body.decode("utf-8")) == "café"
 
 
 @pytest.mark.parametrize("accept_encoding, accepted", [
