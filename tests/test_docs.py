@@ -123,7 +123,9 @@ def commands(script: str) -> Iterator[List[str]]:
             break
         yield from commands(inner.group(1))
         script = script[:inner.start()] + "SUBSTITUTED" + script[inner.end():]
-    lexer = shlex.shlex(script, posix=True, punctuation_chars="();<>|&\n")
+    # Operators stand apart as words of their own (Python before 3.8 cannot split on them itself).
+    script = re.sub(r"([();<>|&\n]+)", r" \1 ", script)
+    lexer = shlex.shlex(script, posix=True)
     lexer.whitespace = " \t\r"
     lexer.whitespace_split = True
     current = []  # type: List[str]
