@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -370,42 +371,53 @@ def openwhisk_manifest(plan: Plan) -> str:
 
 
 def next_steps(plan: Plan, directory: str) -> str:
-    """The commands that deploy the files, per platform."""
+    """The commands that deploy the files, per platform, ready to paste into a POSIX shell once the
+    variables the comments name are set."""
     model = plan.model
     cloudrun = platform_name(model, 49)
     lambda_name = platform_name(model, 64)
     tag = plan.image.rsplit(":", 1)[1] if ":" in plan.image.rsplit("/", 1)[-1] else "latest"
     ecr = "$AWS_ACCOUNT_ID.dkr.ecr.$AWS_REGION.amazonaws.com"
+    # The directory as the user named it, quoted: it may hold spaces or other shell characters.
+    where = shlex.quote(directory)
+
+    def path(name: str) -> str:
+        return shlex.quote(os.path.join(directory, name))
+
     lines = [
-        "# %s: deploy the files in %s. Each platform gives a container one request at a time and" % (model, directory),
-        "# adds containers as requests arrive (at most %d), none when idle." % plan.max_instances,
+        "# %s: deploy the files in %s." % (model, where),
+        "# Knative, Cloud Run and Code Engine give a container one request at a time, add containers as",
+        "# requests arrive (at most %d) and remove them all when idle. Lambda and OpenWhisk also run one" % plan.max_instances,
+        "# request per instance, bounded by the account's or namespace's limits (for Lambda, add",
+        "# MaxConcurrency=%d to --parameter-overrides to reserve and bound it)." % plan.max_instances,
         "",
         "# Knative Serving",
-        "kubectl apply -f %s/knative-service.yaml" % directory,
+        "kubectl apply -f %s" % path("knative-service.yaml"),
         "kubectl get ksvc %s   # its URL" % platform_name(model, 63),
         "",
-        "# Google Cloud Run (the image must be in Artifact Registry, Container Registry or Docker Hub)",
-        "gcloud run services replace %s/cloudrun-service.yaml --region $REGION" % directory,
+        "# Google Cloud Run: set REGION (e.g. REGION=europe-west1); the image must be in Artifact Registry,",
+        "# Container Registry or Docker Hub",
+        "gcloud run services replace %s --region $REGION" % path("cloudrun-service.yaml"),
         "gcloud run services describe %s --region $REGION --format 'value(status.url)'" % cloudrun,
         "",
         "# IBM Code Engine (in the selected project)",
         codeengine_command(plan),
         "",
-        "# AWS Lambda: the image goes to Amazon ECR first (AWS_ACCOUNT_ID, AWS_REGION set)",
+        "# AWS Lambda: set AWS_ACCOUNT_ID and AWS_REGION; the image goes to Amazon ECR first",
         "aws ecr create-repository --repository-name %s --region $AWS_REGION" % model,
         "aws ecr get-login-password --region $AWS_REGION | docker login --username AWS --password-stdin %s" % ecr,
         "docker tag %s %s/%s:%s" % (plan.image, ecr, model, tag),
         "docker push %s/%s:%s" % (ecr, model, tag),
         # sam deploy wants an image repository for an image function; the image is in it already.
-        "sam deploy --template-file %s/lambda-template.yaml --stack-name %s --region $AWS_REGION "
+        "sam deploy --template-file %s --stack-name %s --region $AWS_REGION "
         "--capabilities CAPABILITY_IAM --image-repository %s/%s "
         "--parameter-overrides ImageUri=%s/%s:%s FunctionUrlAuthType=AWS_IAM"
-        % (directory, lambda_name, ecr, model, ecr, model, tag),
+        % (path("lambda-template.yaml"), lambda_name, ecr, model, ecr, model, tag),
         "aws cloudformation describe-stacks --stack-name %s --region $AWS_REGION "
         "--query \"Stacks[0].Outputs[?OutputKey=='FunctionUrl'].OutputValue\" --output text" % lambda_name,
         "",
         "# Apache OpenWhisk: with wskdeploy, or the same action with wsk",
-        "wskdeploy -m %s/openwhisk-manifest.yaml" % directory,
+        "wskdeploy -m %s" % path("openwhisk-manifest.yaml"),
         "wsk action update %s --docker %s --web raw -m %d -t %d --concurrency %d"
         % (model, plan.pinned, max(plan.memory_mb, OPENWHISK_MIN_MEMORY_MB), min(max(plan.timeout_ms, 100), 600000),
            CONTAINER_CONCURRENCY),

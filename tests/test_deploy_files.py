@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -381,7 +382,7 @@ def test_the_sam_deploy_line_is_accepted_by_sam_cli(generated: str, sam: str) ->
                        AWS_CONFIG_FILE=os.devnull)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         environment.pop(name, None)
-    result = subprocess.run([sam] + line.split()[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    result = subprocess.run([sam] + shlex.split(line)[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             universal_newlines=True, timeout=300, env=environment)
     assert result.returncode != 0 and "Unable to locate credentials" in result.stdout, result.stdout[-2000:]
     assert "Missing option" not in result.stdout
@@ -439,6 +440,30 @@ def test_next_steps_deploy_each_file_with_its_platforms_tool(generated: str) -> 
         for option, value in (("--concurrency", "1"), ("--min-scale", "0"), ("--max-scale", "7"), ("--port", "8080")):
             assert codeengine[codeengine.index(option) + 1] == value
         assert next(line for line in steps if line.startswith("wsk action update")).endswith("--concurrency 1")
+
+
+def test_next_steps_paste_into_a_shell_whatever_the_directory_is_called(tmp_path: Any) -> None:
+    out = str(tmp_path / "my deploy's $HOME")
+    result = write_files(out, "max-ocr", "me/max-ocr:1.0", "--max-instances", "3")
+    assert result.returncode == 0, result.stderr
+    directory = os.path.join(out, "max-ocr")
+    steps = open(os.path.join(directory, "NEXT-STEPS.txt")).read().splitlines()
+    for command, name in (("kubectl apply", "knative-service.yaml"),
+                          ("gcloud run services replace", "cloudrun-service.yaml"),
+                          ("sam deploy", "lambda-template.yaml"), ("wskdeploy", "openwhisk-manifest.yaml")):
+        line = next(line for line in steps if line.startswith(command + " "))
+        # bash reads the line as a user's shell would, with the variables the comments name set.
+        words = subprocess.run(["bash", "-c", 'set -- %s; printf "%%s\\n" "$@"' % line], stdout=subprocess.PIPE,
+                               universal_newlines=True, check=True, timeout=10,
+                               env=dict(os.environ, REGION="europe-west1", AWS_REGION="eu-west-1",
+                                        AWS_ACCOUNT_ID="123456789012")).stdout.splitlines()
+        assert os.path.join(directory, name) in words, (line, words)
+        assert "europe-west1" in words if command.startswith("gcloud") else True
+    # Only the platforms whose files set it are said to stop at --max-instances.
+    header = [line for line in steps if line.startswith("#")][:5]
+    assert "(at most 3)" in " ".join(header) and "MaxConcurrency=3" in " ".join(header)
+    assert any("set REGION" in line for line in steps)
+    assert any("set AWS_ACCOUNT_ID and AWS_REGION" in line for line in steps)
 
 
 def test_the_writer_runs_on_the_oldest_python(tmp_path: Any) -> None:
