@@ -49,9 +49,13 @@ OPENWHISK_STOCK_MAX_MEMORY_MB = 512  # whisk.memory.max in a stock deployment
 OPENWHISK_STOCK_MAX_TIMEOUT_MS = 300000  # whisk.time-limit.max
 # Cloud Run's CPUs for a memory limit: (more than MB, CPUs); 1 CPU up to 4 GiB.
 CLOUDRUN_CPUS = ((24576, 8), (16384, 6), (8192, 4), (4096, 2))
-# Code Engine's CPU/memory pairs: the smallest that holds the model.
-CODEENGINE_SIZES = (("0.25", "0.5G", 512), ("0.5", "1G", 1024), ("1", "2G", 2048), ("1", "4G", 4096),
-                    ("2", "8G", 8192), ("4", "16G", 16384), ("8", "32G", 32768))
+# Code Engine's supported CPU/memory pairs with at least the one CPU the model's process computes on
+# (a quarter CPU makes each prediction four times as long, at no saving per prediction). Its G is
+# 10^9 bytes and the catalogue's MB are MiB (as OpenWhisk's and Lambda's), so each pair holds
+# G * 10^9 / 2^20 MiB: 2G holds 1907, not 2048.
+CODEENGINE_SIZES = (("1", "2G", 1907), ("1", "4G", 3814), ("1", "8G", 7629), ("2", "16G", 15258),
+                    ("4", "32G", 30517), ("6", "48G", 45776))
+CODEENGINE_MAX_SCALE = 250  # the application limit IBM support can raise
 
 ECR_HOST = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 # Registries Cloud Run pulls from without a remote repository in Artifact Registry.
@@ -284,17 +288,19 @@ def cloudrun_service(plan: Plan) -> str:
 
 
 def codeengine_command(plan: Plan) -> str:
-    name = platform_name(plan.model, 35)
+    name = platform_name(plan.model, 63)
     cpu, memory = next(((cpu, memory) for cpu, memory, limit in CODEENGINE_SIZES if plan.memory_mb <= limit),
                        CODEENGINE_SIZES[-1][:2])
     if plan.memory_mb > CODEENGINE_SIZES[-1][2]:
         plan.warnings.append("codeengine: memory %d MB is above the largest size, %s; the command says %s"
                              % (plan.memory_mb, memory, memory))
     timeout = plan.bounded("codeengine", "timeout", plan.seconds, 1, CODEENGINE_MAX_TIMEOUT_S, "s")
+    max_scale = plan.bounded("codeengine", "max-scale", plan.max_instances, 1, CODEENGINE_MAX_SCALE, "instances",
+                             " (or ask IBM support to raise it)")
     return ("ibmcloud ce application create --name %s --image %s --port %d --cpu %s --memory %s "
             "--request-timeout %d --concurrency %d --concurrency-target %d --min-scale 0 --max-scale %d"
             % (name, plan.pinned, CONTAINER_PORT, cpu, memory, timeout, CONTAINER_CONCURRENCY,
-               CONTAINER_CONCURRENCY, plan.max_instances))
+               CONTAINER_CONCURRENCY, max_scale))
 
 
 def lambda_template(plan: Plan) -> str:

@@ -466,6 +466,20 @@ def test_next_steps_paste_into_a_shell_whatever_the_directory_is_called(tmp_path
     assert any("set AWS_ACCOUNT_ID and AWS_REGION" in line for line in steps)
 
 
+def test_codeengine_command_has_a_whole_cpu_memory_that_holds_the_model_and_its_scale_limit(tmp_path: Any) -> None:
+    catalogue = tmp_path / "catalogue.json"
+    name = "max-chinese-phonetic-similarity-estimator"
+    catalogue.write_text(json.dumps({"models": [{"name": name, "memory_mb": 2048, "timeout_ms": 60000}]}))
+    result = write_files(str(tmp_path), name, "me/%s:1" % name, "--max-instances", "300", catalogue=str(catalogue))
+    assert result.returncode == 0, result.stderr
+    assert "codeengine: max-scale 300 instances is above the platform's maximum 250 instances" in result.stderr
+    steps = open(str(tmp_path / name / "NEXT-STEPS.txt")).read().splitlines()
+    command = next(line for line in steps if line.startswith("ibmcloud ce application create")).split()
+    # 2048 MiB is more than Code Engine's 2G (2 * 10^9 bytes): the next supported pair, 1 CPU and 4G.
+    for option, value in (("--name", name), ("--cpu", "1"), ("--memory", "4G"), ("--max-scale", "250")):
+        assert command[command.index(option) + 1] == value, option
+
+
 def test_the_writer_runs_on_the_oldest_python(tmp_path: Any) -> None:
     """It runs on the user's machine, whatever its python3: the oldest era included."""
     result = write_files(str(tmp_path), "max-ocr", "me/max-ocr:1", python=sys.executable)
