@@ -312,8 +312,8 @@ validate_inputs() {
   validate_deploy_files
 }
 
-# --max-instances, and with --deploy-dir: python3, the generator, a directory to write, and
-# limits in the catalogue for every model (checked before anything is built).
+# --max-instances, and with --deploy-dir: python3, the generator, a directory this user can
+# write, and limits in the catalogue for every model (checked before anything is built).
 validate_deploy_files() {
   check_length MAX_INSTANCES "$MAX_INSTANCES" "$MAX_VALUE_LENGTH"
   [[ "$MAX_INSTANCES" =~ ^[1-9][0-9]{0,5}$ ]] ||
@@ -325,7 +325,7 @@ validate_deploy_files() {
   command -v python3 >/dev/null || usage_error "--deploy-dir needs python3 to write the files: install it"
   [[ -f "$DEPLOY_FILES" ]] || usage_error "scripts/deploy_files.py must sit beside build.sh in $ROOT_DIR for --deploy-dir"
   local problem
-  if ! problem="$(python3 "$DEPLOY_FILES" check --catalogue "$CATALOGUE" "${MODEL_LIST[@]}" 2>&1)"; then
+  if ! problem="$(python3 "$DEPLOY_FILES" check --catalogue "$CATALOGUE" --out "$DEPLOY_DIR" "${MODEL_LIST[@]}" 2>&1)"; then
     usage_error "${problem#error: }"
   fi
 }

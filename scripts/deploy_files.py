@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes each platform's deployment file for a model built by build.sh, set for horizontal scale.
 
-    deploy_files.py check --catalogue examples/catalogue.json MODEL...
+    deploy_files.py check --catalogue examples/catalogue.json [--out DIR] MODEL...
     deploy_files.py write --catalogue examples/catalogue.json --out DIR --model MODEL --image REF
                           [--digest sha256:...] [--max-instances N] [--dry-run]
 
@@ -474,6 +474,20 @@ def write_atomically(target: str, files: List[Tuple[str, str]]) -> None:
             shutil.rmtree(previous, ignore_errors=True)
 
 
+def check_writable(out: str) -> None:
+    """Refuses, before anything is built, a DIR that could not take the files: one under a file, or
+    whose nearest existing directory this user cannot create files in."""
+    existing = os.path.abspath(out)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError("cannot write the deployment files into %s: %s is not a directory; choose another "
+                         "--deploy-dir" % (out, existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError("cannot write the deployment files into %s: %s is not writable by this user; choose "
+                         "another --deploy-dir" % (out, existing))
+
+
 # --------------------------------------------------------------------------------- command line
 
 def positive(text: str) -> int:
@@ -485,8 +499,10 @@ def positive(text: str) -> int:
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deploy_files.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command")
-    check = commands.add_parser("check", help="exit 2 unless every model has limits in the catalogue")
+    check = commands.add_parser("check", help="exit 2 unless every model has limits in the catalogue (and DIR "
+                                               "could take the files)")
     check.add_argument("--catalogue", required=True)
+    check.add_argument("--out", metavar="DIR", help="the directory the files will go into")
     check.add_argument("models", nargs="+", metavar="MODEL")
     write = commands.add_parser("write", help="write one model's files into OUT/MODEL")
     write.add_argument("--catalogue", required=True)
@@ -509,6 +525,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "check":
             for model in args.models:
                 limits_of(catalogue, model, args.catalogue)
+            if args.out:
+                check_writable(args.out)
             return 0
         memory_mb, timeout_ms = limits_of(catalogue, args.model, args.catalogue)
         if args.digest and not DIGEST.match(args.digest):

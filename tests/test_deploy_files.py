@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -540,6 +541,38 @@ def test_deploy_dir_that_is_a_file_is_refused(tmp_path: Any) -> None:
     path.write_text("")
     result = run_build("--dry-run", "--deploy-dir", str(path), env={"MODELS": "max-ocr", "USERNAME": "me"})
     assert result.returncode == 2 and "exists and is not a directory" in result.stderr
+
+
+def test_deploy_dir_under_a_file_is_refused_before_building(tmp_path: Any) -> None:
+    (tmp_path / "file").write_text("")
+    result = run_build("--deploy-dir", str(tmp_path / "file" / "deploy"),
+                       env={"MODELS": "max-ocr", "USERNAME": "me", "DOCKER_HOST": "unix:///nonexistent"})
+    assert result.returncode == 2 and result.stdout == "", result
+    assert result.stderr == "error: cannot write the deployment files into %s: %s is not a directory; choose " \
+        "another --deploy-dir\n" % (tmp_path / "file" / "deploy", tmp_path / "file")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="runs build.sh as another user: needs root and setpriv")
+def test_deploy_dir_the_user_cannot_write_is_refused_before_building() -> None:
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if subprocess.run(as_nobody + ["test", "-x", BUILD_SH, "-a", "-r", CATALOGUE]).returncode != 0:
+        pytest.skip("the unprivileged user cannot run this checkout's build.sh")
+    # A directory of root's that an unprivileged user may enter but not write, as build.sh's user.
+    parent = tempfile.mkdtemp(prefix="smx-readonly-", dir="/tmp")
+    try:
+        os.chmod(parent, 0o755)
+        out = os.path.join(parent, "deploy")
+        result = subprocess.run(
+            as_nobody + [BUILD_SH, "--deploy-dir", out],
+            env={"PATH": os.environ["PATH"], "MODELS": "max-ocr", "USERNAME": "me", "HOME": "/nonexistent",
+                 "DOCKER_HOST": "unix:///nonexistent"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        assert result.returncode == 2 and result.stdout == "", result
+        assert "%s is not writable by this user; choose another --deploy-dir" % parent in result.stderr
+        assert os.listdir(parent) == []
+    finally:
+        shutil.rmtree(parent)
 
 
 def test_printed_openwhisk_command_above_stock_limits_says_what_to_raise() -> None:
