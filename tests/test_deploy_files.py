@@ -616,6 +616,17 @@ def test_endpoint_refuses_a_manifest_it_cannot_deploy(manifest: str, fragment: s
     assert stderr.startswith("local_endpoint.py: error: ") and fragment in stderr, stderr
 
 
+@pytest.mark.parametrize("web, mode", [("web: raw", "raw"), ("web-export: raw", "raw"), ("web-export: true", "true"),
+                                       ("web: yes", "true"), ("web: raw, web-export: 'no'", "raw")])
+def test_endpoint_reads_the_web_mode_as_wskdeploy_does(web: str, mode: str, tmp_path: Any) -> None:
+    pytest.importorskip("yaml")
+    import local_endpoint
+    path = tmp_path / "manifest.yaml"
+    path.write_text("packages: {default: {actions: {a: {docker: me/a, %s}}}}\n" % web)
+    (action,) = local_endpoint.manifest_actions(str(path), local_endpoint.parse_args(["--manifest", str(path)]))
+    assert action.args.web == mode
+
+
 # ================================================================ with a real container engine
 
 from test_build import base_images, docker, registry, wait_for_http  # noqa: E402,F401
