@@ -423,6 +423,11 @@ def next_steps(plan: Plan, directory: str) -> str:
         "--query \"Stacks[0].Outputs[?OutputKey=='FunctionUrl'].OutputValue\" --output text" % lambda_name,
         "",
         "# Apache OpenWhisk: with wskdeploy, or the same action with wsk",
+    ]
+    if plan.memory_mb > OPENWHISK_STOCK_MAX_MEMORY_MB or plan.timeout_ms > OPENWHISK_STOCK_MAX_TIMEOUT_MS:
+        lines.append("# above a stock deployment's -m %d -t %d: the operator must raise whisk.memory.max / "
+                     "whisk.time-limit.max first" % (OPENWHISK_STOCK_MAX_MEMORY_MB, OPENWHISK_STOCK_MAX_TIMEOUT_MS))
+    lines += [
         "wskdeploy -m %s" % path("openwhisk-manifest.yaml"),
         "wsk action update %s --docker %s --web raw -m %d -t %d --concurrency %d"
         % (model, plan.pinned, max(plan.memory_mb, OPENWHISK_MIN_MEMORY_MB), min(max(plan.timeout_ms, 100), 600000),

@@ -441,6 +441,10 @@ def test_next_steps_deploy_each_file_with_its_platforms_tool(generated: str) -> 
         for option, value in (("--concurrency", "1"), ("--min-scale", "0"), ("--max-scale", "7"), ("--port", "8080")):
             assert codeengine[codeengine.index(option) + 1] == value
         assert next(line for line in steps if line.startswith("wsk action update")).endswith("--concurrency 1")
+        # The OpenWhisk commands say, as the manifest does, when a stock deployment would refuse them.
+        entry = catalogue_entry(model)
+        assert any(line.startswith("# above a stock deployment's -m 512 -t 300000: the operator must raise")
+                   for line in steps) == (entry["memory_mb"] > 512 or entry["timeout_ms"] > 300000)
 
 
 def test_next_steps_paste_into_a_shell_whatever_the_directory_is_called(tmp_path: Any) -> None:
