@@ -315,7 +315,9 @@ def lambda_template(plan: Plan) -> str:
                          "Description": "The image in Amazon ECR, in the function's region and account"},
             "FunctionUrlAuthType": {"Type": "String", "Default": "AWS_IAM", "AllowedValues": ["AWS_IAM", "NONE"],
                                     "Description": "AWS_IAM: callers sign requests (SigV4); NONE: a public URL"},
-            "MaxConcurrency": {"Type": "String", "Default": "", "AllowedPattern": "^[0-9]*$",
+            # Not 0: a reserved concurrency of 0 throttles every request.
+            "MaxConcurrency": {"Type": "String", "Default": "", "AllowedPattern": "^([1-9][0-9]*)?$",
+                               "ConstraintDescription": "a whole number from 1, or empty",
                                "Description": "Reserved concurrency: the most instances at once (empty: the "
                                               "account's unreserved pool)"},
         },

@@ -371,6 +371,9 @@ def test_sam_template_declares_an_image_function_with_a_function_url(generated: 
         assert properties["Timeout"] == min(-(-entry["timeout_ms"] // 1000), 900)
         assert properties["FunctionUrlConfig"] == {"AuthType": {"Ref": "FunctionUrlAuthType"}}
         assert template["Outputs"]["FunctionUrl"]["Value"] == {"Fn::GetAtt": ["ModelUrl", "FunctionUrl"]}
+        # MaxConcurrency: empty (no reservation) or a bound; 0 would throttle every request.
+        pattern = parameters["MaxConcurrency"]["AllowedPattern"]
+        assert [value for value in ("", "1", "20", "0", "-1", "01", "x") if re.match(pattern, value)] == ["", "1", "20"]
 
 
 def test_the_sam_deploy_line_is_accepted_by_sam_cli(generated: str, sam: str) -> None:
