@@ -69,8 +69,9 @@ beside it; an option wins over the variable.
                                                  Knative and Cloud Run services, a SAM template, an
                                                  OpenWhisk manifest and NEXT-STEPS.txt (needs python3;
                                                  every model must be in examples/catalogue.json)
-      --max-instances N    MAX_INSTANCES        most containers per model the deploy commands and
-                                                 files allow (default: ${DEFAULT_MAX_INSTANCES})
+      --max-instances N    MAX_INSTANCES        most containers per model on Knative, Cloud Run and
+                                                 Code Engine, in the deploy commands and files (default:
+                                                 ${DEFAULT_MAX_INSTANCES}; NEXT-STEPS.txt says how to give Lambda the same bound)
       --fail-fast          FAIL_FAST=1          stop at the first model that fails
       --dry-run            DRY_RUN=1            validate, then print every command instead of
                                                  running it (skips the engine and login checks)
