@@ -69,8 +69,9 @@ beside it; an option wins over the variable.
                                                  Knative and Cloud Run services, a SAM template, an
                                                  OpenWhisk manifest and NEXT-STEPS.txt (needs python3;
                                                  every model must be in examples/catalogue.json)
-      --max-instances N    MAX_INSTANCES        most containers per model the deploy commands and
-                                                 files allow (default: ${DEFAULT_MAX_INSTANCES})
+      --max-instances N    MAX_INSTANCES        most containers per model on Knative, Cloud Run and
+                                                 Code Engine, in the deploy commands and files (default:
+                                                 ${DEFAULT_MAX_INSTANCES}; NEXT-STEPS.txt says how to give Lambda the same bound)
       --fail-fast          FAIL_FAST=1          stop at the first model that fails
       --dry-run            DRY_RUN=1            validate, then print every command instead of
                                                  running it (skips the engine and login checks)
@@ -312,8 +313,8 @@ validate_inputs() {
   validate_deploy_files
 }
 
-# --max-instances, and with --deploy-dir: python3, the generator, a directory to write, and
-# limits in the catalogue for every model (checked before anything is built).
+# --max-instances, and with --deploy-dir: python3, the generator, a directory this user can
+# write, and limits in the catalogue for every model (checked before anything is built).
 validate_deploy_files() {
   check_length MAX_INSTANCES "$MAX_INSTANCES" "$MAX_VALUE_LENGTH"
   [[ "$MAX_INSTANCES" =~ ^[1-9][0-9]{0,5}$ ]] ||
@@ -325,7 +326,7 @@ validate_deploy_files() {
   command -v python3 >/dev/null || usage_error "--deploy-dir needs python3 to write the files: install it"
   [[ -f "$DEPLOY_FILES" ]] || usage_error "scripts/deploy_files.py must sit beside build.sh in $ROOT_DIR for --deploy-dir"
   local problem
-  if ! problem="$(python3 "$DEPLOY_FILES" check --catalogue "$CATALOGUE" "${MODEL_LIST[@]}" 2>&1)"; then
+  if ! problem="$(python3 "$DEPLOY_FILES" check --catalogue "$CATALOGUE" --out "$DEPLOY_DIR" "${MODEL_LIST[@]}" 2>&1)"; then
     usage_error "${problem#error: }"
   fi
 }
@@ -532,7 +533,9 @@ CE_MEMORY=""
 # Sets CE_CPU and CE_MEMORY to the smallest CPU/memory pair Code Engine accepts that holds MB.
 choose_codeengine_size() {
   local memory_mb="$1" row limit
-  for row in "0.25 0.5G 512" "0.5 1G 1024" "1 2G 2048" "1 4G 4096" "2 8G 8192" "4 16G 16384" "8 32G 32768"; do
+  # At least one CPU, for the model's one computing process; Code Engine's G is 10^9 bytes, so a
+  # pair holds G * 10^9 / 2^20 MiB (2G: 1907). The pairs are from its supported combinations.
+  for row in "1 2G 1907" "1 4G 3814" "1 8G 7629" "2 16G 15258" "4 32G 30517" "6 48G 45776"; do
     read -r CE_CPU CE_MEMORY limit <<<"$row"
     if ((memory_mb <= limit)); then return 0; fi
   done
@@ -577,12 +580,12 @@ add_deploy_commands() {
         command+=$'\n'"aws lambda create-function-url-config --function-name $name --auth-type AWS_IAM"
         ;;
       codeengine)
-        name="$(platform_name "$model" 35)"
+        name="$(platform_name "$model" 63)"
         choose_codeengine_size "$MEMORY_MB"
         timeout="$(clamp "$seconds" 1 600)"
         command="ibmcloud ce application create --name $name --image $image --port $CONTAINER_PORT"
         command+=" --cpu $CE_CPU --memory $CE_MEMORY --request-timeout $timeout"
-        command+=" --concurrency 1 --min-scale 0 --max-scale $MAX_INSTANCES"
+        command+=" --concurrency 1 --min-scale 0 --max-scale $(clamp "$MAX_INSTANCES" 1 250)"
         ;;
     esac
     DEPLOY_COMMANDS[$platform]+="$command"$'\n'
@@ -596,7 +599,7 @@ platform_heading() {
     cloudrun) say "Google Cloud Run (add --region; the image must be in Artifact Registry or Docker Hub; one request per instance; timeout at most 3600 s):" ;;
     knative) say "Knative Serving (one request per container; timeout at most 600 s unless the cluster raised max-revision-timeout-seconds):" ;;
     lambda) say "AWS Lambda (push the image to Amazon ECR in the function's region first: aws ecr create-repository, docker tag, docker push; LAMBDA_ROLE_ARN is its execution role; memory 128-10240 MB, timeout at most 900 s; the function URL is signed with IAM):" ;;
-    codeengine) say "IBM Code Engine (in the selected project; the smallest CPU/memory pair that holds the model; one request per instance; timeout at most 600 s):" ;;
+    codeengine) say "IBM Code Engine (in the selected project; the smallest CPU/memory pair with a whole CPU that holds the model; one request per instance; timeout at most 600 s; at most 250 instances unless IBM support raised it):" ;;
   esac
 }
 

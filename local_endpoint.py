@@ -1877,7 +1877,9 @@ def _manifest_action(path: str, package: str, name: str, action: Any, args: argp
     where = "%s: action %s" % (path, name)
     if not isinstance(action, dict) or not isinstance(action.get("docker"), str) or not action["docker"]:
         raise UsageError("%s: the endpoint deploys docker actions only (docker: IMAGE)" % where)
-    web = str(action.get("web", (action.get("annotations") or {}).get("web-export", "no"))).lower()
+    # wskdeploy reads web, then the older web-export key (Action.GetWeb in parsers/yamlparser.go).
+    web = action.get("web", action.get("web-export", (action.get("annotations") or {}).get("web-export", "no")))
+    web = str(web).lower()
     if web not in MANIFEST_WEB_MODES:
         raise UsageError("%s is not a web action (web: %s); the endpoint serves web actions only" % (where, web))
     limits = action.get("limits") or {}

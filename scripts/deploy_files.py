@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes each platform's deployment file for a model built by build.sh, set for horizontal scale.
 
-    deploy_files.py check --catalogue examples/catalogue.json MODEL...
+    deploy_files.py check --catalogue examples/catalogue.json [--out DIR] MODEL...
     deploy_files.py write --catalogue examples/catalogue.json --out DIR --model MODEL --image REF
                           [--digest sha256:...] [--max-instances N] [--dry-run]
 
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -48,9 +49,13 @@ OPENWHISK_STOCK_MAX_MEMORY_MB = 512  # whisk.memory.max in a stock deployment
 OPENWHISK_STOCK_MAX_TIMEOUT_MS = 300000  # whisk.time-limit.max
 # Cloud Run's CPUs for a memory limit: (more than MB, CPUs); 1 CPU up to 4 GiB.
 CLOUDRUN_CPUS = ((24576, 8), (16384, 6), (8192, 4), (4096, 2))
-# Code Engine's CPU/memory pairs: the smallest that holds the model.
-CODEENGINE_SIZES = (("0.25", "0.5G", 512), ("0.5", "1G", 1024), ("1", "2G", 2048), ("1", "4G", 4096),
-                    ("2", "8G", 8192), ("4", "16G", 16384), ("8", "32G", 32768))
+# Code Engine's supported CPU/memory pairs with at least the one CPU the model's process computes on
+# (a quarter CPU makes each prediction four times as long, at no saving per prediction). Its G is
+# 10^9 bytes and the catalogue's MB are MiB (as OpenWhisk's and Lambda's), so each pair holds
+# G * 10^9 / 2^20 MiB: 2G holds 1907, not 2048.
+CODEENGINE_SIZES = (("1", "2G", 1907), ("1", "4G", 3814), ("1", "8G", 7629), ("2", "16G", 15258),
+                    ("4", "32G", 30517), ("6", "48G", 45776))
+CODEENGINE_MAX_SCALE = 250  # the application limit IBM support can raise
 
 ECR_HOST = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 # Registries Cloud Run pulls from without a remote repository in Artifact Registry.
@@ -283,17 +288,19 @@ def cloudrun_service(plan: Plan) -> str:
 
 
 def codeengine_command(plan: Plan) -> str:
-    name = platform_name(plan.model, 35)
+    name = platform_name(plan.model, 63)
     cpu, memory = next(((cpu, memory) for cpu, memory, limit in CODEENGINE_SIZES if plan.memory_mb <= limit),
                        CODEENGINE_SIZES[-1][:2])
     if plan.memory_mb > CODEENGINE_SIZES[-1][2]:
         plan.warnings.append("codeengine: memory %d MB is above the largest size, %s; the command says %s"
                              % (plan.memory_mb, memory, memory))
     timeout = plan.bounded("codeengine", "timeout", plan.seconds, 1, CODEENGINE_MAX_TIMEOUT_S, "s")
+    max_scale = plan.bounded("codeengine", "max-scale", plan.max_instances, 1, CODEENGINE_MAX_SCALE, "instances",
+                             " (or ask IBM support to raise it)")
     return ("ibmcloud ce application create --name %s --image %s --port %d --cpu %s --memory %s "
             "--request-timeout %d --concurrency %d --concurrency-target %d --min-scale 0 --max-scale %d"
             % (name, plan.pinned, CONTAINER_PORT, cpu, memory, timeout, CONTAINER_CONCURRENCY,
-               CONTAINER_CONCURRENCY, plan.max_instances))
+               CONTAINER_CONCURRENCY, max_scale))
 
 
 def lambda_template(plan: Plan) -> str:
@@ -308,7 +315,9 @@ def lambda_template(plan: Plan) -> str:
                          "Description": "The image in Amazon ECR, in the function's region and account"},
             "FunctionUrlAuthType": {"Type": "String", "Default": "AWS_IAM", "AllowedValues": ["AWS_IAM", "NONE"],
                                     "Description": "AWS_IAM: callers sign requests (SigV4); NONE: a public URL"},
-            "MaxConcurrency": {"Type": "String", "Default": "", "AllowedPattern": "^[0-9]*$",
+            # Not 0: a reserved concurrency of 0 throttles every request.
+            "MaxConcurrency": {"Type": "String", "Default": "", "AllowedPattern": "^([1-9][0-9]*)?$",
+                               "ConstraintDescription": "a whole number from 1, or empty",
                                "Description": "Reserved concurrency: the most instances at once (empty: the "
                                               "account's unreserved pool)"},
         },
@@ -370,42 +379,58 @@ def openwhisk_manifest(plan: Plan) -> str:
 
 
 def next_steps(plan: Plan, directory: str) -> str:
-    """The commands that deploy the files, per platform."""
+    """The commands that deploy the files, per platform, ready to paste into a POSIX shell once the
+    variables the comments name are set."""
     model = plan.model
     cloudrun = platform_name(model, 49)
     lambda_name = platform_name(model, 64)
     tag = plan.image.rsplit(":", 1)[1] if ":" in plan.image.rsplit("/", 1)[-1] else "latest"
     ecr = "$AWS_ACCOUNT_ID.dkr.ecr.$AWS_REGION.amazonaws.com"
+    # The directory as the user named it, quoted: it may hold spaces or other shell characters.
+    where = shlex.quote(directory)
+
+    def path(name: str) -> str:
+        return shlex.quote(os.path.join(directory, name))
+
     lines = [
-        "# %s: deploy the files in %s. Each platform gives a container one request at a time and" % (model, directory),
-        "# adds containers as requests arrive (at most %d), none when idle." % plan.max_instances,
+        "# %s: deploy the files in %s." % (model, where),
+        "# Knative, Cloud Run and Code Engine give a container one request at a time, add containers as",
+        "# requests arrive (at most %d) and remove them all when idle. Lambda and OpenWhisk also run one" % plan.max_instances,
+        "# request per instance, bounded by the account's or namespace's limits (for Lambda, add",
+        "# MaxConcurrency=%d to --parameter-overrides to reserve and bound it)." % plan.max_instances,
         "",
         "# Knative Serving",
-        "kubectl apply -f %s/knative-service.yaml" % directory,
+        "kubectl apply -f %s" % path("knative-service.yaml"),
         "kubectl get ksvc %s   # its URL" % platform_name(model, 63),
         "",
-        "# Google Cloud Run (the image must be in Artifact Registry, Container Registry or Docker Hub)",
-        "gcloud run services replace %s/cloudrun-service.yaml --region $REGION" % directory,
+        "# Google Cloud Run: set REGION (e.g. REGION=europe-west1); the image must be in Artifact Registry,",
+        "# Container Registry or Docker Hub",
+        "gcloud run services replace %s --region $REGION" % path("cloudrun-service.yaml"),
         "gcloud run services describe %s --region $REGION --format 'value(status.url)'" % cloudrun,
         "",
         "# IBM Code Engine (in the selected project)",
         codeengine_command(plan),
         "",
-        "# AWS Lambda: the image goes to Amazon ECR first (AWS_ACCOUNT_ID, AWS_REGION set)",
+        "# AWS Lambda: set AWS_ACCOUNT_ID and AWS_REGION; the image goes to Amazon ECR first",
         "aws ecr create-repository --repository-name %s --region $AWS_REGION" % model,
         "aws ecr get-login-password --region $AWS_REGION | docker login --username AWS --password-stdin %s" % ecr,
         "docker tag %s %s/%s:%s" % (plan.image, ecr, model, tag),
         "docker push %s/%s:%s" % (ecr, model, tag),
         # sam deploy wants an image repository for an image function; the image is in it already.
-        "sam deploy --template-file %s/lambda-template.yaml --stack-name %s --region $AWS_REGION "
+        "sam deploy --template-file %s --stack-name %s --region $AWS_REGION "
         "--capabilities CAPABILITY_IAM --image-repository %s/%s "
         "--parameter-overrides ImageUri=%s/%s:%s FunctionUrlAuthType=AWS_IAM"
-        % (directory, lambda_name, ecr, model, ecr, model, tag),
+        % (path("lambda-template.yaml"), lambda_name, ecr, model, ecr, model, tag),
         "aws cloudformation describe-stacks --stack-name %s --region $AWS_REGION "
         "--query \"Stacks[0].Outputs[?OutputKey=='FunctionUrl'].OutputValue\" --output text" % lambda_name,
         "",
         "# Apache OpenWhisk: with wskdeploy, or the same action with wsk",
-        "wskdeploy -m %s/openwhisk-manifest.yaml" % directory,
+    ]
+    if plan.memory_mb > OPENWHISK_STOCK_MAX_MEMORY_MB or plan.timeout_ms > OPENWHISK_STOCK_MAX_TIMEOUT_MS:
+        lines.append("# above a stock deployment's -m %d -t %d: the operator must raise whisk.memory.max / "
+                     "whisk.time-limit.max first" % (OPENWHISK_STOCK_MAX_MEMORY_MB, OPENWHISK_STOCK_MAX_TIMEOUT_MS))
+    lines += [
+        "wskdeploy -m %s" % path("openwhisk-manifest.yaml"),
         "wsk action update %s --docker %s --web raw -m %d -t %d --concurrency %d"
         % (model, plan.pinned, max(plan.memory_mb, OPENWHISK_MIN_MEMORY_MB), min(max(plan.timeout_ms, 100), 600000),
            CONTAINER_CONCURRENCY),
@@ -456,6 +481,20 @@ def write_atomically(target: str, files: List[Tuple[str, str]]) -> None:
             shutil.rmtree(previous, ignore_errors=True)
 
 
+def check_writable(out: str) -> None:
+    """Refuses, before anything is built, a DIR that could not take the files: one under a file, or
+    whose nearest existing directory this user cannot create files in."""
+    existing = os.path.abspath(out)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError("cannot write the deployment files into %s: %s is not a directory; choose another "
+                         "--deploy-dir" % (out, existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError("cannot write the deployment files into %s: %s is not writable by this user; choose "
+                         "another --deploy-dir" % (out, existing))
+
+
 # --------------------------------------------------------------------------------- command line
 
 def positive(text: str) -> int:
@@ -467,8 +506,10 @@ def positive(text: str) -> int:
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deploy_files.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command")
-    check = commands.add_parser("check", help="exit 2 unless every model has limits in the catalogue")
+    check = commands.add_parser("check", help="exit 2 unless every model has limits in the catalogue (and DIR "
+                                               "could take the files)")
     check.add_argument("--catalogue", required=True)
+    check.add_argument("--out", metavar="DIR", help="the directory the files will go into")
     check.add_argument("models", nargs="+", metavar="MODEL")
     write = commands.add_parser("write", help="write one model's files into OUT/MODEL")
     write.add_argument("--catalogue", required=True)
@@ -491,6 +532,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "check":
             for model in args.models:
                 limits_of(catalogue, model, args.catalogue)
+            if args.out:
+                check_writable(args.out)
             return 0
         memory_mb, timeout_ms = limits_of(catalogue, args.model, args.catalogue)
         if args.digest and not DIGEST.match(args.digest):

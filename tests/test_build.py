@@ -384,10 +384,10 @@ def expected_deploy_commands(model: str, image: str, memory_mb: int, timeout_ms:
     one request per container with at most max_instances containers."""
     name = name or model.replace(".", "-").replace("_", "-")
     seconds = -(-timeout_ms // 1000)
+    # Code Engine's supported pairs with a whole CPU; its G is 10^9 bytes, the catalogue's MB MiB.
     codeengine_cpu, codeengine_memory = next(
-        (cpu, memory) for cpu, memory, limit in [("0.25", "0.5G", 512), ("0.5", "1G", 1024), ("1", "2G", 2048),
-                                                 ("1", "4G", 4096), ("2", "8G", 8192), ("4", "16G", 16384),
-                                                 ("8", "32G", 32768)] if memory_mb <= limit)
+        (cpu, memory) for cpu, memory in [("1", "2G"), ("1", "4G"), ("1", "8G"), ("2", "16G"), ("4", "32G"),
+                                          ("6", "48G")] if memory_mb * 2 ** 20 <= int(memory[:-1]) * 10 ** 9)
     return {
         "openwhisk": ["wsk", "action", "create", model, "--docker", image, "--web", "raw",
                       "-m", str(memory_mb), "-t", str(timeout_ms), "--concurrency", "1"],
@@ -402,10 +402,10 @@ def expected_deploy_commands(model: str, image: str, memory_mb: int, timeout_ms:
         "lambda": ["aws", "lambda", "create-function", "--function-name", name, "--package-type", "Image",
                    "--code", "ImageUri=" + image, "--memory-size", str(min(max(memory_mb, 128), 10240)),
                    "--timeout", str(min(seconds, 900)), "--role", "$LAMBDA_ROLE_ARN"],
-        "codeengine": ["ibmcloud", "ce", "application", "create", "--name", name[:35], "--image", image,
+        "codeengine": ["ibmcloud", "ce", "application", "create", "--name", name[:63], "--image", image,
                        "--port", "8080", "--cpu", codeengine_cpu, "--memory", codeengine_memory,
                        "--request-timeout", str(min(seconds, 600)),
-                       "--concurrency", "1", "--min-scale", "0", "--max-scale", str(max_instances)],
+                       "--concurrency", "1", "--min-scale", "0", "--max-scale", str(min(max_instances, 250))],
     }
 
 
@@ -471,7 +471,26 @@ def test_limits_are_converted_to_each_platforms_units_and_bounds(tmp_path: Any) 
     huge = printed["lambda"]["me/max-huge-model:t1"]
     assert option_values(huge, "--memory-size") == ["10240"] and option_values(huge, "--timeout") == ["900"]
     codeengine_name = option_values(printed["codeengine"]["me/max-chinese-phonetic-similarity-estimator:t1"], "--name")
-    assert codeengine_name == ["max-chinese-phonetic-similarity-est"]
+    assert codeengine_name == ["max-chinese-phonetic-similarity-estimator"]  # up to 63 characters
+
+
+@pytest.mark.parametrize("memory_mb, cpu, memory", [
+    (100, "1", "2G"), (1907, "1", "2G"), (2048, "1", "4G"), (8192, "2", "16G"), (20000, "4", "32G"),
+    (40000, "6", "48G"),
+])
+def test_codeengine_gets_a_whole_cpu_and_memory_that_holds_the_catalogues_mib(
+        tmp_path: Any, memory_mb: int, cpu: str, memory: str) -> None:
+    """Code Engine's G is 10^9 bytes: 2048 MiB does not fit in 2G."""
+    script = standalone_copy(str(tmp_path))
+    os.mkdir(str(tmp_path / "examples"))
+    catalogue = {"models": [{"name": "max-model", "memory_mb": memory_mb, "timeout_ms": 60000}]}
+    (tmp_path / "examples" / "catalogue.json").write_text(json.dumps(catalogue))
+    result = run_build("--dry-run", "--platform", "codeengine", "--max-instances", "300", script=script,
+                       env={"MODELS": "max-model", "USERNAME": "me", "TAG": "t1"})
+    assert result.returncode == 0, result
+    command = deploy_commands(result.stdout)["codeengine"]["me/max-model:t1"]
+    assert option_values(command, "--cpu") == [cpu] and option_values(command, "--memory") == [memory]
+    assert option_values(command, "--max-scale") == ["250"]  # Code Engine's application limit
 
 
 def test_latest_tag_works_but_warns() -> None:

@@ -18,10 +18,12 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -369,6 +371,9 @@ def test_sam_template_declares_an_image_function_with_a_function_url(generated: 
         assert properties["Timeout"] == min(-(-entry["timeout_ms"] // 1000), 900)
         assert properties["FunctionUrlConfig"] == {"AuthType": {"Ref": "FunctionUrlAuthType"}}
         assert template["Outputs"]["FunctionUrl"]["Value"] == {"Fn::GetAtt": ["ModelUrl", "FunctionUrl"]}
+        # MaxConcurrency: empty (no reservation) or a bound; 0 would throttle every request.
+        pattern = parameters["MaxConcurrency"]["AllowedPattern"]
+        assert [value for value in ("", "1", "20", "0", "-1", "01", "x") if re.match(pattern, value)] == ["", "1", "20"]
 
 
 def test_the_sam_deploy_line_is_accepted_by_sam_cli(generated: str, sam: str) -> None:
@@ -381,7 +386,7 @@ def test_the_sam_deploy_line_is_accepted_by_sam_cli(generated: str, sam: str) ->
                        AWS_CONFIG_FILE=os.devnull)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         environment.pop(name, None)
-    result = subprocess.run([sam] + line.split()[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    result = subprocess.run([sam] + shlex.split(line)[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             universal_newlines=True, timeout=300, env=environment)
     assert result.returncode != 0 and "Unable to locate credentials" in result.stdout, result.stdout[-2000:]
     assert "Missing option" not in result.stdout
@@ -439,6 +444,48 @@ def test_next_steps_deploy_each_file_with_its_platforms_tool(generated: str) -> 
         for option, value in (("--concurrency", "1"), ("--min-scale", "0"), ("--max-scale", "7"), ("--port", "8080")):
             assert codeengine[codeengine.index(option) + 1] == value
         assert next(line for line in steps if line.startswith("wsk action update")).endswith("--concurrency 1")
+        # The OpenWhisk commands say, as the manifest does, when a stock deployment would refuse them.
+        entry = catalogue_entry(model)
+        assert any(line.startswith("# above a stock deployment's -m 512 -t 300000: the operator must raise")
+                   for line in steps) == (entry["memory_mb"] > 512 or entry["timeout_ms"] > 300000)
+
+
+def test_next_steps_paste_into_a_shell_whatever_the_directory_is_called(tmp_path: Any) -> None:
+    out = str(tmp_path / "my deploy's $HOME")
+    result = write_files(out, "max-ocr", "me/max-ocr:1.0", "--max-instances", "3")
+    assert result.returncode == 0, result.stderr
+    directory = os.path.join(out, "max-ocr")
+    steps = open(os.path.join(directory, "NEXT-STEPS.txt")).read().splitlines()
+    for command, name in (("kubectl apply", "knative-service.yaml"),
+                          ("gcloud run services replace", "cloudrun-service.yaml"),
+                          ("sam deploy", "lambda-template.yaml"), ("wskdeploy", "openwhisk-manifest.yaml")):
+        line = next(line for line in steps if line.startswith(command + " "))
+        # bash reads the line as a user's shell would, with the variables the comments name set.
+        words = subprocess.run(["bash", "-c", 'set -- %s; printf "%%s\\n" "$@"' % line], stdout=subprocess.PIPE,
+                               universal_newlines=True, check=True, timeout=10,
+                               env=dict(os.environ, REGION="europe-west1", AWS_REGION="eu-west-1",
+                                        AWS_ACCOUNT_ID="123456789012")).stdout.splitlines()
+        assert os.path.join(directory, name) in words, (line, words)
+        assert "europe-west1" in words if command.startswith("gcloud") else True
+    # Only the platforms whose files set it are said to stop at --max-instances.
+    header = [line for line in steps if line.startswith("#")][:5]
+    assert "(at most 3)" in " ".join(header) and "MaxConcurrency=3" in " ".join(header)
+    assert any("set REGION" in line for line in steps)
+    assert any("set AWS_ACCOUNT_ID and AWS_REGION" in line for line in steps)
+
+
+def test_codeengine_command_has_a_whole_cpu_memory_that_holds_the_model_and_its_scale_limit(tmp_path: Any) -> None:
+    catalogue = tmp_path / "catalogue.json"
+    name = "max-chinese-phonetic-similarity-estimator"
+    catalogue.write_text(json.dumps({"models": [{"name": name, "memory_mb": 2048, "timeout_ms": 60000}]}))
+    result = write_files(str(tmp_path), name, "me/%s:1" % name, "--max-instances", "300", catalogue=str(catalogue))
+    assert result.returncode == 0, result.stderr
+    assert "codeengine: max-scale 300 instances is above the platform's maximum 250 instances" in result.stderr
+    steps = open(str(tmp_path / name / "NEXT-STEPS.txt")).read().splitlines()
+    command = next(line for line in steps if line.startswith("ibmcloud ce application create")).split()
+    # 2048 MiB is more than Code Engine's 2G (2 * 10^9 bytes): the next supported pair, 1 CPU and 4G.
+    for option, value in (("--name", name), ("--cpu", "1"), ("--memory", "4G"), ("--max-scale", "250")):
+        assert command[command.index(option) + 1] == value, option
 
 
 def test_the_writer_runs_on_the_oldest_python(tmp_path: Any) -> None:
@@ -503,6 +550,38 @@ def test_deploy_dir_that_is_a_file_is_refused(tmp_path: Any) -> None:
     assert result.returncode == 2 and "exists and is not a directory" in result.stderr
 
 
+def test_deploy_dir_under_a_file_is_refused_before_building(tmp_path: Any) -> None:
+    (tmp_path / "file").write_text("")
+    result = run_build("--deploy-dir", str(tmp_path / "file" / "deploy"),
+                       env={"MODELS": "max-ocr", "USERNAME": "me", "DOCKER_HOST": "unix:///nonexistent"})
+    assert result.returncode == 2 and result.stdout == "", result
+    assert result.stderr == "error: cannot write the deployment files into %s: %s is not a directory; choose " \
+        "another --deploy-dir\n" % (tmp_path / "file" / "deploy", tmp_path / "file")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="runs build.sh as another user: needs root and setpriv")
+def test_deploy_dir_the_user_cannot_write_is_refused_before_building() -> None:
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if subprocess.run(as_nobody + ["test", "-x", BUILD_SH, "-a", "-r", CATALOGUE]).returncode != 0:
+        pytest.skip("the unprivileged user cannot run this checkout's build.sh")
+    # A directory of root's that an unprivileged user may enter but not write, as build.sh's user.
+    parent = tempfile.mkdtemp(prefix="smx-readonly-", dir="/tmp")
+    try:
+        os.chmod(parent, 0o755)
+        out = os.path.join(parent, "deploy")
+        result = subprocess.run(
+            as_nobody + [BUILD_SH, "--deploy-dir", out],
+            env={"PATH": os.environ["PATH"], "MODELS": "max-ocr", "USERNAME": "me", "HOME": "/nonexistent",
+                 "DOCKER_HOST": "unix:///nonexistent"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        assert result.returncode == 2 and result.stdout == "", result
+        assert "%s is not writable by this user; choose another --deploy-dir" % parent in result.stderr
+        assert os.listdir(parent) == []
+    finally:
+        shutil.rmtree(parent)
+
+
 def test_printed_openwhisk_command_above_stock_limits_says_what_to_raise() -> None:
     result = run_build("--dry-run", "--platform", "openwhisk",
                        env={"MODELS": "max-image-resolution-enhancer max-ocr", "USERNAME": "me", "TAG": "t1"})
@@ -542,6 +621,17 @@ def test_endpoint_refuses_a_manifest_it_cannot_deploy(manifest: str, fragment: s
     pytest.importorskip("yaml")
     stderr = endpoint_error(manifest, tmp_path)
     assert stderr.startswith("local_endpoint.py: error: ") and fragment in stderr, stderr
+
+
+@pytest.mark.parametrize("web, mode", [("web: raw", "raw"), ("web-export: raw", "raw"), ("web-export: true", "true"),
+                                       ("web: yes", "true"), ("web: raw, web-export: 'no'", "raw")])
+def test_endpoint_reads_the_web_mode_as_wskdeploy_does(web: str, mode: str, tmp_path: Any) -> None:
+    pytest.importorskip("yaml")
+    import local_endpoint
+    path = tmp_path / "manifest.yaml"
+    path.write_text("packages: {default: {actions: {a: {docker: me/a, %s}}}}\n" % web)
+    (action,) = local_endpoint.manifest_actions(str(path), local_endpoint.parse_args(["--manifest", str(path)]))
+    assert action.args.web == mode
 
 
 # ================================================================ with a real container engine
