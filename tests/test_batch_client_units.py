@@ -182,6 +182,19 @@ def test_multipart_body_carries_the_file_and_fields(tmp_path):
     assert b"\x89PNG fake" in body and b'name="threshold"\r\n\r\n0.7' in body and b'name="n"\r\n\r\n3' in body
 
 
+def test_a_manifest_column_the_spec_puts_in_the_query_goes_in_the_query(tmp_path):
+    # The query's default would win over a form field of the same name (flask-restx reads the query first).
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"\x89PNG fake")
+    shape = spec.shape_from_spec(restx_spec(object_detector))
+    request = payloads.build_request(shape, [Input("x", path=str(image), fields={"threshold": 0.9, "n": 3})])
+    assert request.path == "/model/predict?threshold=0.9"
+    assert b'name="threshold"' not in request.body and b'name="n"\r\n\r\n3' in request.body
+    shape = spec.RequestShape(spec.JSON_BODY, query={"lang": "en"})
+    request = payloads.build_request(shape, [Input("r", fields={"text": "hi", "lang": "fr"})])
+    assert (request.path, json.loads(request.body)) == ("/model/predict?lang=fr", {"text": "hi"})
+
+
 def test_split_answer_per_input():
     answer = {"status": "ok", "predictions": [{"p": 1}, {"p": 2}]}
     assert payloads.split_answer(answer, 2) == [{"status": "ok", "predictions": [{"p": 1}]},

@@ -45,7 +45,10 @@ def build_request(shape: RequestShape, items: List[Input]) -> Request:
             data = stream.read()
         media_type = mimetypes.guess_type(item.path or "")[0] or "application/octet-stream"
         form = dict(shape.form)
-        form.update((name, _text(value)) for name, value in item.fields.items())
+        for name, value in item.fields.items():
+            # A column the spec puts in the query goes there: the query's default would otherwise win
+            # (flask-restx reads a parser argument without a location from the query before the form).
+            (query if name in shape.query else form)[name] = _text(value)
         fields: List[Any] = list(form.items())
         # The upload's file name as text: a name that is not UTF-8 keeps its readable part.
         filename = os.fsencode(os.path.basename(item.path or "input")).decode("utf-8", "replace")
@@ -60,7 +63,11 @@ def build_request(shape: RequestShape, items: List[Input]) -> Request:
         query.update((name, _text(value)) for name, value in _document(items[0]).items())
         return Request(with_query(shape.path, query))
     document = dict(shape.body)
-    document.update(_document(items[0]))
+    for name, value in _document(items[0]).items():
+        if name in shape.query:
+            query[name] = _text(value)
+        else:
+            document[name] = value
     return Request(with_query(shape.path, query), json.dumps(document).encode("utf-8"), "application/json")
 
 
