@@ -442,3 +442,47 @@ def test_a_functions_result_becomes_the_function_urls_answer():
                                      b'{"errorMessage": "boom", "errorType": "Runtime.ExitError"}'))
     assert crashed.status == 502 and b"Runtime.ExitError: boom" in crashed.body
     assert platforms.classify(crashed.status, crashed.headers, crashed.body).kind == platforms.TRANSIENT
+
+
+def test_sigv4_sends_the_path_it_signed(monkeypatch):
+    """A function ARN or alias (name:alias) in lambda://: the path goes out percent-encoded exactly as
+    it was signed; an HTTP client that normalises %3A back to ':' would break the signature."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from serverless_max_client.transport import LambdaTransport
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers["Authorization"]))
+            body = b'{"statusCode": 200, "body": "{}"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    function = "arn:aws:lambda:eu-west-1:123456789012:function:max-digits:live"
+    transport = LambdaTransport(function, "http://127.0.0.1:%d" % server.server_address[1], "eu-west-1", {}, 2, 10)
+
+    async def send():
+        async with transport:
+            return await transport.send("POST", "/model/predict", b"{}", "application/json")
+
+    try:
+        assert asyncio.run(send()).status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    path, authorization = seen[0]
+    assert path == "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Amax-digits%3Alive" \
+        "/invocations"
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")

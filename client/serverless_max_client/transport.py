@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import aiohttp
+import yarl
 
 from . import __version__
 from .inputs import UsageError
@@ -121,11 +122,14 @@ class HttpTransport(object):
         headers = dict(self.headers)
         if content_type:
             headers["Content-Type"] = content_type
+        target: Any = url
         if self.signer is not None:
             headers = self.signer.sign(method, url, body, headers)
+            # Sent exactly as signed: yarl would otherwise decode %3A in a function ARN or alias to ':'.
+            target = yarl.URL(url, encoded=True)
         assert self.session is not None
         try:
-            async with self.session.request(method, url, data=body or None, headers=headers,
+            async with self.session.request(method, target, data=body or None, headers=headers,
                                             allow_redirects=True) as response:
                 data = await response.read()
                 return Answer(response.status, lower_headers(response.headers), data)
