@@ -486,3 +486,15 @@ def test_sigv4_sends_the_path_it_signed(monkeypatch):
     assert path == "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Amax-digits%3Alive" \
         "/invocations"
     assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+
+
+def test_a_function_arn_names_its_region(monkeypatch):
+    from serverless_max_client.transport import LambdaTransport
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    transport = LambdaTransport("arn:aws:lambda:eu-west-1:123456789012:function:max-digits", None, None, {}, 2, 10)
+    assert (transport.http.base_url, transport.http.signer.region) == ("https://lambda.eu-west-1.amazonaws.com",
+                                                                       "eu-west-1")
+    transport = LambdaTransport("max-digits", None, None, {}, 2, 10)
+    assert transport.http.signer.region == "us-east-1"

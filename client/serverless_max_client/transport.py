@@ -147,6 +147,9 @@ class LambdaTransport(object):
                  connections: int, timeout: float):
         self.function = function
         self.extra_headers = lower_headers(headers)
+        arn = function.split(":")
+        if region is None and len(arn) >= 7 and arn[:3] == ["arn", "aws", "lambda"]:
+            region = arn[3]  # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:ALIAS]: the function's own region
         local = endpoint is not None and urllib.parse.urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
         signer = None
         if not local:
