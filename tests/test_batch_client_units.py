@@ -498,3 +498,15 @@ def test_a_function_arn_names_its_region(monkeypatch):
                                                                        "eu-west-1")
     transport = LambdaTransport("max-digits", None, None, {}, 2, 10)
     assert transport.http.signer.region == "us-east-1"
+
+
+def test_a_row_without_text_or_file_says_which_columns_to_give():
+    from serverless_max_client.runner import _unreadable
+    shape = spec.RequestShape(spec.MULTIPART, file_field="image")
+    with pytest.raises(ValueError) as error:
+        payloads.build_request(shape, [Input("x4", path="")])  # a CSV row whose path cell is empty
+    message = _unreadable(Input("x4", path=""), error.value)
+    assert message.startswith("x4 has no text and names no file") and "--file-column" in message
+    with pytest.raises(ValueError) as error:
+        inputs.read_text(Input("m.jsonl:6"))
+    assert "None" not in _unreadable(Input("m.jsonl:6"), error.value)

@@ -41,7 +41,9 @@ def build_request(shape: RequestShape, items: List[Input]) -> Request:
     query = dict(shape.query)
     if shape.kind == MULTIPART:
         item = items[0]
-        with open(item.path or "", "rb") as stream:
+        if not item.path:
+            raise ValueError("no file")
+        with open(item.path, "rb") as stream:
             data = stream.read()
         media_type = mimetypes.guess_type(item.path or "")[0] or "application/octet-stream"
         form = dict(shape.form)

@@ -114,7 +114,7 @@ class Runner(object):
             try:
                 readable.append(dataclasses.replace(item, text=read_text(item)))
             except (OSError, ValueError) as error:
-                self._fail([item], job, None, "unreadable input", "cannot read %s: %s" % (item.path, _reason(error)))
+                self._fail([item], job, None, "unreadable input", _unreadable(item, error))
         return readable
 
     async def _process(self, job: Job) -> None:
@@ -124,7 +124,7 @@ class Runner(object):
         try:
             request = build_request(self.shape, items)
         except (OSError, ValueError) as read_error:
-            self._fail(items, job, None, "unreadable input", "cannot read %s: %s" % (items[0].path, _reason(read_error)))
+            self._fail(items, job, None, "unreadable input", _unreadable(items[0], read_error))
             return
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
@@ -238,6 +238,13 @@ class Runner(object):
             self.writer.write(self._record(item, job, len(items), "failed", answer, response, message, kind, headers))
             self.stats.failed += 1
             self.stats.failure_kinds[kind] += 1
+
+
+def _unreadable(item: Input, error: BaseException) -> str:
+    if not item.path:  # a manifest row without text and with no file, or an empty file cell
+        return ("%s has no text and names no file: give the row its text (--text-column) or its file "
+                "(--file-column)" % item.id)
+    return "cannot read %s: %s" % (item.path, _reason(error))
 
 
 def _reason(error: BaseException) -> str:
