@@ -635,6 +635,44 @@ def test_headers_whisk_auth_and_sigv4(tmp_path):
         server.close()
 
 
+class RedirectingServer(TinyServer):
+    """A front door that answers every request with 302 to the same path on another server, as
+    a platform answers http:// with a redirect to https://."""
+
+    def __init__(self, target: str):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(302)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_redirected_model_is_sent_its_predictions_at_its_new_place(tmp_path):
+    # A POST that follows a 302 turns into a GET: the client sends to where swagger.json came from.
+    server = CapturingServer()
+    front = RedirectingServer(url(server))
+    try:
+        result = client("predict", url(front), os.path.join(DIGITS, "samples", "digit-3.png"), "-o", "a.jsonl",
+                        cwd=str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert "redirects to %s; sending there" % url(server) in result.stderr
+        assert [record["status"] for record in lines(str(tmp_path / "a.jsonl"))] == ["ok"]
+        assert "multipart/form-data" in server.seen[-1]["Content-Type"]
+    finally:
+        front.close()
+        server.close()
+
+
 def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
     import fcntl
     import pty

@@ -177,8 +177,9 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
                        "model (check it: it is the model's base URL, whose /swagger.json and /model/predict answer)"
                        % (where, answer.status, "(%s)" % message_of(answer.body, 120)))
         else:
+            _follow_redirect(transport, answer, args.quiet)
             try:
-                shape = under_base(shape_from_spec(spec), "" if args.url.startswith("lambda://") else model_base(args.url))
+                shape = under_base(shape_from_spec(spec), getattr(transport, "base_url", ""))
             except UsageError as error:
                 problem = str(error)
     if shape is None and not flags_say_it:
@@ -186,6 +187,18 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     if shape is None and problem and not args.quiet:
         sys.stderr.write("note: %s; using the flags' request shape\n" % problem)
     return apply_flags(shape, args.field, args.json_field, args.path, args.form)
+
+
+def _follow_redirect(transport: Any, answer: Any, quiet: bool) -> None:
+    """A model whose swagger.json redirected (http:// to https://, a moved host) takes the predictions
+    at its new place: a POST that follows a 301/302 turns into a GET, and every input would fail."""
+    if not isinstance(transport, HttpTransport) or not answer.url:
+        return
+    moved = model_base(answer.url.split("?")[0])
+    if moved != transport.base_url:
+        if not quiet:
+            sys.stderr.write("note: %s redirects to %s; sending there\n" % (transport.base_url, moved))
+        transport.base_url = moved
 
 
 async def fetch_spec(transport: Any, where: str, retries: int) -> Any:

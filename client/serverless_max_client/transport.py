@@ -33,6 +33,7 @@ class Answer:
     status: int
     headers: Dict[str, str]
     body: bytes
+    url: Optional[str] = None  # where the answer came from, after redirects (HTTP only)
 
 
 class SendError(Exception):
@@ -132,7 +133,7 @@ class HttpTransport(object):
             async with self.session.request(method, target, data=body or None, headers=headers,
                                             allow_redirects=True) as response:
                 data = await response.read()
-                return Answer(response.status, lower_headers(response.headers), data)
+                return Answer(response.status, lower_headers(response.headers), data, str(response.url))
         except asyncio.CancelledError:
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
