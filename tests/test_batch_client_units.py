@@ -376,6 +376,17 @@ def test_directories_globs_stdin_and_manifests(tmp_path):
         list(inputs.iter_inputs([], str(mixed), inputs.ManifestColumns(file="path", file_required=True)))
 
 
+def test_empty_id_and_file_cells_are_no_value(tmp_path):
+    # An empty id cell would give every such row the id "": one line for all of them after --resume.
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,path\n,a.png\n,b.png\nz,\n")
+    columns = inputs.ManifestColumns(file="path", id="id", file_required=True)
+    rows = list(inputs.iter_inputs([], str(manifest), columns))
+    assert [(row.id, row.path) for row in rows] == [
+        (str(tmp_path / "a.png"), str(tmp_path / "a.png")), (str(tmp_path / "b.png"), str(tmp_path / "b.png")),
+        ("z", None)]  # an empty file cell: that row fails alone when it is sent
+
+
 def test_a_million_inputs_stream():
     """The input stream holds one input at a time: a million stdin lines pass through in flat memory
     (held as a list they would take some 300 MiB)."""

@@ -153,15 +153,22 @@ def _rows(manifest: str, stdin: TextIO) -> Iterator[Tuple[int, Dict[str, Any]]]:
             yield number, row
 
 
+def _cell(row: Dict[str, Any], column: Optional[str]) -> Any:
+    """Take a column's value out of the row; an empty cell (CSV's "", JSON's null) is no value, so
+    that rows with an empty id column get ids of their own, not one shared "" id."""
+    value = row.pop(column, None) if column else None
+    return None if value == "" else value
+
+
 def _manifest_inputs(manifest: str, columns: ManifestColumns, stdin: TextIO) -> Iterator[Input]:
     base = os.path.dirname(manifest) if manifest != "-" else ""
     for number, row in _rows(manifest, stdin):
-        path = row.pop(columns.file, None) if columns.file else None
-        text = row.pop(columns.text, None) if columns.text else None
-        if columns.file_required and path is None:
+        if columns.file_required and row.get(columns.file) is None:
             raise UsageError("%s row %d has no %r column (choose the file column with --file-column)"
                              % (manifest, number, columns.file))
-        explicit_id = row.pop(columns.id, None) if columns.id else None
+        path = _cell(row, columns.file)  # an empty cell: that input fails alone ("names no file")
+        text = row.pop(columns.text, None) if columns.text else None
+        explicit_id = _cell(row, columns.id)
         name = str(explicit_id) if explicit_id is not None else (str(path) if path is not None else None)
         if path is not None:
             path = str(path)
