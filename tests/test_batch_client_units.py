@@ -387,6 +387,15 @@ def test_empty_id_and_file_cells_are_no_value(tmp_path):
         ("z", None)]  # an empty file cell: that row fails alone when it is sent
 
 
+def test_a_manifest_on_stdin_is_csv_or_jsonl_by_its_first_line():
+    import io
+    columns = inputs.ManifestColumns(text="text", id="id")
+    csv_rows = inputs.iter_inputs([], "-", columns, stdin=io.StringIO("id,text\na,I love it\n"))
+    assert [(row.id, row.text) for row in csv_rows] == [("a", "I love it")]
+    jsonl_rows = inputs.iter_inputs([], "-", columns, stdin=io.StringIO('{"id": "b", "text": "no"}\n'))
+    assert [(row.id, row.text) for row in jsonl_rows] == [("b", "no")]
+
+
 def test_a_million_inputs_stream():
     """The input stream holds one input at a time: a million stdin lines pass through in flat memory
     (held as a list they would take some 300 MiB)."""

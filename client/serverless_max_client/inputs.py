@@ -136,18 +136,25 @@ def _rows(manifest: str, stdin: TextIO) -> Iterator[Tuple[int, Dict[str, Any]]]:
     except OSError as error:
         raise UsageError("cannot read the manifest %s: %s" % (manifest, error.strerror or error))
     with stream:
-        if manifest.lower().endswith(".csv"):
-            reader = csv.DictReader(stream)
+        lines: Iterable[str] = stream
+        is_csv = manifest.lower().endswith(".csv")
+        if manifest == "-":  # no name to go by: a JSONL row is an object, so a first line without "{" is CSV's header
+            first = stream.readline()
+            is_csv = not first.lstrip("\ufeff \t").startswith("{")
+            lines = itertools.chain([first], stream)
+        if is_csv:
+            reader = csv.DictReader(lines)
             for row in reader:
                 yield reader.line_num, dict((key, value) for key, value in row.items() if key is not None)
             return
-        for number, line in enumerate(stream, 1):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except ValueError as error:
-                raise UsageError("%s line %d is not JSON: %s" % (manifest, number, error))
+                raise UsageError("%s line %d is not JSON: %s (a CSV manifest's name ends in .csv)"
+                                 % (manifest, number, error))
             if not isinstance(row, dict):
                 raise UsageError("%s line %d is not a JSON object" % (manifest, number))
             yield number, row
