@@ -533,3 +533,12 @@ def test_a_row_without_text_or_file_says_which_columns_to_give():
     with pytest.raises(ValueError) as error:
         inputs.read_text(Input("m.jsonl:6"))
     assert "None" not in _unreadable(Input("m.jsonl:6"), error.value)
+
+
+def test_the_summary_counts_what_resume_skipped():
+    import io
+    from serverless_max_client.stats import Stats, summary
+    stats = Stats(ok=2, skipped=300)
+    shown = io.StringIO()
+    summary(stats, 4.0, "r.jsonl", shown)
+    assert "2 inputs" in shown.getvalue() and "300 more already ok in r.jsonl (--resume)" in shown.getvalue()

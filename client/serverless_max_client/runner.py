@@ -57,6 +57,7 @@ class Runner(object):
         batch: List[Input] = []
         for item in inputs:
             if self.writer.is_done(item.id):
+                self.stats.skipped += 1
                 continue
             batch.append(item)
             if len(batch) == size:
