@@ -260,6 +260,26 @@ def test_binary_answers_land_in_the_output_dir(services, tmp_path):
     assert "failed 1x: HTTP 400" in result.stderr
 
 
+def test_answers_with_the_same_name_do_not_overwrite_each_other(services, tmp_path):
+    # x.jpg and x.png answer x.png; so do two x.png given by absolute paths (each is named by its file name).
+    samples = os.path.join(UPSCALER, "samples")
+    for folder, name, source in (("a", "x.png", "shapes.png"), ("a", "x.jpg", "photo.jpg"), ("b", "x.png", "photo.jpg"),
+                                 ("c", "x.png", "icon-palette.png")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        shutil.copyfile(os.path.join(samples, source), str(tmp_path / folder / name))
+    given = [str(tmp_path / "a" / "x.png"), str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.png")]
+    assert client("predict", url(services["upscaler"]), *given, "-o", "out.jsonl", cwd=str(tmp_path)).returncode == 0
+    # --resume adds one more x.png: the names the kept lines hold stay taken.
+    resumed = client("predict", url(services["upscaler"]), *given, str(tmp_path / "c" / "x.png"), "-o", "out.jsonl",
+                     "--resume", cwd=str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    table = by_input(lines(str(tmp_path / "out.jsonl")))
+    files = [table[path]["response"]["file"] for path in given + [str(tmp_path / "c" / "x.png")]]
+    assert len(set(files)) == 4 and "out.jsonl.files/x.png" in files
+    for path, saved in zip(given + [str(tmp_path / "c" / "x.png")], files):
+        assert (tmp_path / saved).read_bytes() == post_file(services["upscaler"].port, path)
+
+
 def test_text_model_batches_and_splits_answers(services, tmp_path):
     texts = ["I love this", "I hate that", "meh", "great, really great", "awful"]
     manifest = tmp_path / "texts.jsonl"

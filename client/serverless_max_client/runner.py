@@ -4,6 +4,7 @@ retries, every input's outcome one line in the results file."""
 import asyncio
 import dataclasses
 import json
+import os
 import random
 import threading
 import time
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
 from .concurrency import Limiter
-from .inputs import Input, read_text
+from .inputs import Input, id_hash, read_text
 from .payloads import build_request, is_json, output_name, split_answer
 from .platforms import FAIL, OK, THROTTLED, TRANSIENT, Verdict, classify, message_of, request_id
 from .results import ResultsWriter, save_binary
@@ -216,10 +217,20 @@ class Runner(object):
             return
         output_dir = self.settings.output_dir or (self.writer.path + ".files")
         for item in items:
-            relative = output_name(item.name or item.id, content_type)
-            path = save_binary(output_dir, relative, answer.body)
+            path = save_binary(output_dir, self._unique_name(item, output_dir, content_type), answer.body)
             self._write_ok(item, job, len(items), answer,
                            {"file": path, "content_type": content_type, "bytes": len(answer.body)})
+
+    def _unique_name(self, item: Input, output_dir: str, content_type: str) -> str:
+        """The answer's file name below output_dir. When an answer of this run (or a line --resume kept)
+        has that name already (a.jpg and a.png; IMG_1.jpg from two directories given by absolute paths),
+        the input's id hash goes into the name, so that no answer overwrites another's."""
+        relative = output_name(item.name or item.id, content_type)
+        if id_hash(os.path.join(output_dir, relative)) in self.writer.files:
+            stem, extension = os.path.splitext(relative)
+            relative = "%s-%016x%s" % (stem, id_hash(item.id), extension)
+        self.writer.files.add(id_hash(os.path.join(output_dir, relative)))
+        return relative
 
     def _write_ok(self, item: Input, job: Job, sent: int, answer: Any, response: Any) -> None:
         self.writer.write(self._record(item, job, sent, "ok", answer, response, None))
