@@ -542,3 +542,14 @@ def test_the_summary_counts_what_resume_skipped():
     shown = io.StringIO()
     summary(stats, 4.0, "r.jsonl", shown)
     assert "2 inputs" in shown.getvalue() and "300 more already ok in r.jsonl (--resume)" in shown.getvalue()
+
+
+def test_bad_setup_is_a_usage_error_not_a_traceback(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b'{"id": "a"}\n\xd0\xcf\x11\xe0 binary\n')
+    with pytest.raises(UsageError, match="is not UTF-8 text"):
+        list(inputs.iter_inputs([], str(manifest), inputs.ManifestColumns(id="id")))
+    with pytest.raises(UsageError, match="is a directory: -o names the results file"):
+        results.ResultsWriter(str(tmp_path), resume=False)
+    from serverless_max_client import cli
+    assert cli.main(["predict", "http://127.0.0.1:9", "x.png", "--progress-interval", "0"]) == 2

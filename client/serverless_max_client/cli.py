@@ -137,6 +137,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--batch-size must be at least 1")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if args.progress_interval is not None and args.progress_interval <= 0:
+        raise UsageError("--progress-interval must be positive (--quiet shows no progress)")
     if not args.inputs and not args.manifest:
         raise UsageError("no inputs: give files, directories, globs, - (paths on stdin) or --manifest FILE")
     if args.inputs and args.manifest:

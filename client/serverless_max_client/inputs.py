@@ -135,6 +135,14 @@ def _rows(manifest: str, stdin: TextIO) -> Iterator[Tuple[int, Dict[str, Any]]]:
         stream = stream or open(manifest, encoding="utf-8-sig", newline="")  # -sig: a spreadsheet's BOM
     except OSError as error:
         raise UsageError("cannot read the manifest %s: %s" % (manifest, error.strerror or error))
+    try:
+        yield from _parse_rows(manifest, stream)
+    except UnicodeDecodeError as error:
+        raise UsageError("the manifest %s is not UTF-8 text (%s): give a JSONL or CSV file saved as UTF-8"
+                         % (manifest, error.reason))
+
+
+def _parse_rows(manifest: str, stream: TextIO) -> Iterator[Tuple[int, Dict[str, Any]]]:
     with stream:
         lines: Iterable[str] = stream
         is_csv = manifest.lower().endswith(".csv")

@@ -64,6 +64,9 @@ class ResultsWriter(object):
         self.path = path
         self.done: Set[int] = set()
         self.files: Set[int] = set()  # the hashes of the binary answers' files written (this run and kept lines)
+        if os.path.isdir(path):
+            raise UsageError("-o %s is a directory: -o names the results file, e.g. -o %s" % (
+                path, os.path.join(path, "results.jsonl")))
         exists = os.path.exists(path) and os.path.getsize(path) > 0
         if exists and not resume:
             raise UsageError("%s already holds results: add --resume to finish that run, or choose another -o"
