@@ -196,8 +196,9 @@ def _follow_redirect(transport: Any, answer: Any, quiet: bool) -> None:
     at its new place: a POST that follows a 301/302 turns into a GET, and every input would fail."""
     if not isinstance(transport, HttpTransport) or not answer.url:
         return
-    moved = model_base(answer.url.split("?")[0])
-    if moved != transport.base_url:
+    final = answer.url.split("?")[0].rstrip("/")
+    moved = model_base(final)
+    if final.endswith("/swagger.json") and moved != transport.base_url:  # not a page somewhere else
         if not quiet:
             sys.stderr.write("note: %s redirects to %s; sending there\n" % (transport.base_url, moved))
         transport.base_url = moved
