@@ -693,6 +693,47 @@ def test_a_redirected_model_is_sent_its_predictions_at_its_new_place(tmp_path):
         server.close()
 
 
+def test_a_batch_that_fails_says_how_to_find_the_input(tmp_path):
+    # A text model behind a platform whose request limit the packed batch exceeds: 413 for all of it.
+    spec_body = json.dumps({"swagger": "2.0", "basePath": "/", "paths": {"/model/predict": {"post": {
+        "parameters": [{"name": "payload", "in": "body", "required": True, "schema": {
+            "type": "object", "required": ["text"], "properties": {
+                "text": {"type": "array", "items": {"type": "string"}}}}}]}}}}).encode("utf-8")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.reply(200, spec_body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.reply(413, b'{"error": "The request content was malformed:\\nrequest entity too large"}')
+
+        def reply(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "m.jsonl").write_text("".join('{"id": "%d", "text": "t"}\n' % number for number in range(3)))
+    try:
+        result = client("predict", "http://127.0.0.1:%d" % server.server_address[1], "--manifest", "m.jsonl",
+                        "--batch-size", "3", "-o", "a.jsonl", cwd=str(tmp_path))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1, result.stderr
+    records = lines(str(tmp_path / "a.jsonl"))
+    assert len(records) == 3 and all(record["batch"] == 3 and "request size limit" in record["error"] and
+                                     "3 inputs of this request failed together" in record["error"] and
+                                     "--batch-size" in record["error"] for record in records)
+
+
 def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
     import fcntl
     import pty

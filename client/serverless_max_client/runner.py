@@ -158,7 +158,11 @@ class Runner(object):
                 return
             if verdict.kind == FAIL:
                 assert answer is not None
-                self._fail(items, job, answer, "HTTP %d" % answer.status, verdict.message or "", answer.headers)
+                message = verdict.message or ""
+                if len(items) > 1:  # which of them is at fault (or whether all together are too big) is unknown
+                    message += ("; the %d inputs of this request failed together: --resume with a smaller "
+                                "--batch-size (1 tells which input it is)" % len(items))
+                self._fail(items, job, answer, "HTTP %d" % answer.status, message, answer.headers)
                 return
             if attempt == attempts:
                 last = described
