@@ -553,3 +553,17 @@ def test_bad_setup_is_a_usage_error_not_a_traceback(tmp_path):
         results.ResultsWriter(str(tmp_path), resume=False)
     from serverless_max_client import cli
     assert cli.main(["predict", "http://127.0.0.1:9", "x.png", "--progress-interval", "0"]) == 2
+
+
+def test_plain_progress_lines_carry_the_total_and_an_eta(tmp_path):
+    import io
+    import time
+    from serverless_max_client.progress import Progress
+    from serverless_max_client.runner import Runner, Settings
+    runner = Runner(spec.RequestShape(spec.MULTIPART, file_field="image"), None,
+                    results.ResultsWriter(str(tmp_path / "r.jsonl"), resume=False), Settings(jobs=4))
+    runner.stats.started, runner.stats.ok, runner.stats.total = time.time() - 10, 100, 400
+    shown = io.StringIO()
+    Progress(runner, shown, bar=False, interval=10).show()
+    assert " done 100/400 (ok 100, failed 0) 10.0/s eta 0:00:30 in flight 0 (limit 4)" in shown.getvalue()
+    runner.writer.close()

@@ -275,7 +275,7 @@ async def predict(args: argparse.Namespace) -> int:
         if not args.quiet:
             sys.stderr.write("%s (%s)\n%s\n" % (args.url, platform_of(args.url), describe(shape, args)))
         bar = sys.stderr.isatty() and not args.quiet
-        if bar and can_count(args.inputs, args.manifest):
+        if not args.quiet and can_count(args.inputs, args.manifest):  # the total, for the bar and the plain lines
             threading.Thread(target=_count, args=(runner, args, columns, shard), daemon=True).start()
         interval = args.progress_interval or (0.5 if bar else 10.0)
         progress = None if args.quiet else Progress(runner, sys.stderr, bar, interval)
