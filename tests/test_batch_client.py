@@ -369,6 +369,21 @@ def test_the_spec_is_fetched_through_throttles(services, tmp_path):
         proxy.close()
     assert result.returncode == 0, result.stderr
     assert "shape from swagger.json" in result.stderr
+    assert "swagger.json: HTTP 503 (" in result.stderr and "re-sending (1 of --retries 8" in result.stderr
+
+
+def test_a_model_that_never_answers_is_told_while_waiting(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # connections complete, no answer ever comes
+    try:
+        result = client("predict", "http://127.0.0.1:%d" % listener.getsockname()[1], "x.png", "--timeout", "0.3",
+                        "--retries", "1", "-o", "a.jsonl", cwd=str(tmp_path))
+    finally:
+        listener.close()
+    assert result.returncode == 2
+    assert "swagger.json: timeout; re-sending (1 of --retries 1; Ctrl-C stops)" in result.stderr
+    assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_retries_are_bounded(services, tmp_path):

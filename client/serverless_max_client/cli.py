@@ -164,7 +164,7 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     where = "%s/swagger.json" % (args.url if args.url.startswith("lambda://") else model_base(args.url))
     problem: Optional[str] = None
     shape: Optional[RequestShape] = None
-    answer = await fetch_spec(transport, where, args.retries)
+    answer = await fetch_spec(transport, where, args.retries, args.quiet)
     if answer is not None:
         if answer.status in (401, 403):
             problem = ("%s answered %d (%s): this model needs credentials: -H 'Authorization: ...', --whisk-auth "
@@ -204,20 +204,25 @@ def _follow_redirect(transport: Any, answer: Any, quiet: bool) -> None:
         transport.base_url = moved
 
 
-async def fetch_spec(transport: Any, where: str, retries: int) -> Any:
+async def fetch_spec(transport: Any, where: str, retries: int, quiet: bool = False) -> Any:
     """GET /swagger.json, re-sent like a prediction while the platform says "not now" (a cold start,
-    a throttled namespace); an address that does not answer at all ends the run before it starts."""
+    a throttled namespace); an address that does not answer at all ends the run before it starts.
+    Each re-send is told on stderr: a model that stalls would otherwise leave the user in silence."""
     for attempt in range(retries + 1):
         try:
             answer = await transport.send("GET", "/swagger.json")
         except SendError as error:
             if error.kind in ("connection refused", "unknown host", "connection failed") or attempt == retries:
                 raise UsageError("cannot reach %s: %s. Check the URL and that the model is deployed" % (where, error))
-            verdict = None
+            verdict, what = None, str(error)
         else:
             verdict = classify(answer.status, answer.headers, answer.body)
             if verdict.kind not in (THROTTLED, TRANSIENT) or attempt == retries:
                 return answer
+            what = "HTTP %d (%s)" % (answer.status, message_of(answer.body, 120))
+        if not quiet:
+            sys.stderr.write("note: %s: %s; re-sending (%d of --retries %d; Ctrl-C stops)\n"
+                             % (where, what, attempt + 1, retries))
         await asyncio.sleep(max(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)),
                                 verdict.retry_after or 0.0 if verdict else 0.0))
     return None
