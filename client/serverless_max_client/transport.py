@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import aiohttp
-import yarl
+import yarl  # aiohttp's own URL type (aiohttp depends on it)
 
 from . import __version__
 from .inputs import UsageError
