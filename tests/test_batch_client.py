@@ -749,6 +749,20 @@ def test_a_batch_that_fails_says_how_to_find_the_input(tmp_path):
                                      "--batch-size" in record["error"] for record in records)
 
 
+def test_a_dry_run_into_a_closed_pipe_ends_quietly(tmp_path):
+    server = CapturingServer()
+    digit_copies(str(tmp_path / "in"), 20)
+    try:
+        process = subprocess.Popen(CLIENT + ["predict", url(server), str(tmp_path / "in"), "--dry-run"],
+                                   cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.readline()
+        process.stdout.close()  # as `| head -1` does
+        error = process.stderr.read().decode("utf-8")
+        assert process.wait(30) == 1 and "Broken pipe" not in error and "Traceback" not in error
+    finally:
+        server.close()
+
+
 def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
     import fcntl
     import pty

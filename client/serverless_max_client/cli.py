@@ -345,11 +345,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # --dry-run | head: the reader has seen enough (before OSError, its base class)
+        os._exit(EXIT_FAILED)
     except OSError as error:  # the results file or the output directory: a full disk, a read-only place
         sys.stderr.write("serverless-max: error: %s\n" % error)
         return EXIT_USAGE
-    except BrokenPipeError:
-        os._exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":
