@@ -749,6 +749,16 @@ def test_a_batch_that_fails_says_how_to_find_the_input(tmp_path):
                                      "--batch-size" in record["error"] for record in records)
 
 
+def test_batch_size_on_a_file_model_is_noted(tmp_path):
+    server = CapturingServer()
+    try:
+        result = client("predict", url(server), os.path.join(DIGITS, "samples", "digit-3.png"), "--batch-size", "4",
+                        "-o", "a.jsonl", cwd=str(tmp_path))
+    finally:
+        server.close()
+    assert result.returncode == 0 and "note: --batch-size 4 is for models that take a list" in result.stderr
+
+
 def test_a_dry_run_into_a_closed_pipe_ends_quietly(tmp_path):
     server = CapturingServer()
     digit_copies(str(tmp_path / "in"), 20)

@@ -279,6 +279,9 @@ async def predict(args: argparse.Namespace) -> int:
         runner = Runner(shape, transport, writer, settings)
         if not args.quiet:
             sys.stderr.write("%s (%s)\n%s\n" % (args.url, platform_of(args.url), describe(shape, args)))
+            if args.batch_size > 1 and shape.kind != LIST:
+                sys.stderr.write("note: --batch-size %d is for models that take a list (text models); this one "
+                                 "takes one input per request\n" % args.batch_size)
         bar = sys.stderr.isatty() and not args.quiet
         if not args.quiet and can_count(args.inputs, args.manifest):  # the total, for the bar and the plain lines
             threading.Thread(target=_count, args=(runner, args, columns, shard), daemon=True).start()
