@@ -237,7 +237,7 @@ def test_image_model_over_plain_http(services, tmp_path):
         assert record["started_at"] <= record["finished_at"] and record["latency_ms"] > 0
         assert record["attempt_log"] == [[record["started_at"], record["finished_at"], 200]]
         assert record["error"] is None
-    assert "3 ok, 0 failed" in result.stderr and "p50" in result.stderr and "concurrency settled at" in result.stderr
+    assert "3 ok, 0 failed" in result.stderr and "p50" in result.stderr and "concurrency never cut from -j" in result.stderr
 
 
 def test_binary_answers_land_in_the_output_dir(services, tmp_path):

@@ -542,6 +542,9 @@ def test_the_summary_counts_what_resume_skipped():
     shown = io.StringIO()
     summary(stats, 4.0, "r.jsonl", shown)
     assert "2 inputs" in shown.getvalue() and "300 more already ok in r.jsonl (--resume)" in shown.getvalue()
+    assert "concurrency settled at 4.0" in shown.getvalue()
+    summary(stats, None, "r.jsonl", shown)  # a limit that never moved
+    assert "concurrency never cut from -j" in shown.getvalue()
 
 
 def test_bad_setup_is_a_usage_error_not_a_traceback(tmp_path):

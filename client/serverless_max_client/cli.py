@@ -313,7 +313,10 @@ async def predict(args: argparse.Namespace) -> int:
         stats = runner.stats
         if not args.quiet:
             finished = stats.finished or time.time()
-            summary(stats, runner.limiter.settled(stats.started + (finished - stats.started) / 2), args.output)
+            # A limit that never moved settled nowhere: the run stayed at -j (None says so).
+            settled = runner.limiter.settled(stats.started + (finished - stats.started) / 2) \
+                if runner.limiter.history else None
+            summary(stats, settled, args.output)
     if args.plot:
         plot(args.output, args.plot)
     if stats.interrupted:

@@ -50,7 +50,7 @@ def summary(stats: Stats, settled: Optional[float], results_path: str, stream: O
         lines.append("latency (ms): p50 %.0f  p90 %.0f  p99 %.0f" % tuple(
             percentile(latencies, share) * 1000 for share in (0.5, 0.9, 0.99)))
     share = stats.throttled / stats.attempts if stats.attempts else 0.0
-    concurrency = "concurrency settled at %.1f " % settled if settled is not None else ""
+    concurrency = "concurrency settled at %.1f " % settled if settled is not None else "concurrency never cut from -j "
     lines.append("requests: %d sent, %d retried, %d throttled (%.1f%%); %s(mean in flight %.1f)"
                  % (stats.attempts, stats.retries, stats.throttled, 100 * share, concurrency,
                     stats.busy_seconds / elapsed))
