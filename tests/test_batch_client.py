@@ -493,6 +493,22 @@ def test_wrong_url_not_a_model_and_no_predict_operation(tmp_path):
     assert result.returncode == 2 and "https://, http:// or lambda://" in result.stderr
 
 
+def test_a_refused_spec_needs_credentials_unless_the_flags_give_the_shape(tmp_path):
+    # API Gateway answers a route it does not have (only /model/predict deployed) with this 403.
+    gateway = TinyServer(403, "application/json", b'{"message": "Missing Authentication Token"}')
+    image = os.path.join(DIGITS, "samples", "digit-3.png")
+    try:
+        result = client("predict", url(gateway), image, "-o", "a.jsonl", cwd=str(tmp_path))
+        assert result.returncode == 2 and "needs credentials" in result.stderr
+        assert "only the predict route is deployed" in result.stderr and "--field NAME" in result.stderr
+        result = client("predict", url(gateway), image, "--field", "image", "-o", "b.jsonl", cwd=str(tmp_path))
+        assert "note: " in result.stderr and "using the flags' request shape" in result.stderr
+        assert result.returncode == 1  # sent: this stand-in answers no POST (501), a line says so
+        assert lines(str(tmp_path / "b.jsonl"))[0]["http_status"] == 501
+    finally:
+        gateway.close()
+
+
 def test_unreadable_inputs_fail_alone(services, tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (tmp_path / "fine.txt").write_text("I love this")

@@ -17,7 +17,8 @@ from .platforms import THROTTLED, TRANSIENT, classify, message_of, platform_of
 from .progress import Progress
 from .results import ResultsWriter
 from .runner import BACKOFF_BASE, BACKOFF_CAP, Runner, Settings
-from .spec import LIST, MULTIPART, QUERY, RequestShape, apply_flags, model_base, shape_from_spec, under_base
+from .spec import (HOW_TO_SHAPE, LIST, MULTIPART, QUERY, RequestShape, apply_flags, model_base, shape_from_spec,
+                   under_base)
 from .stats import summary
 from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
 
@@ -167,9 +168,14 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     answer = await fetch_spec(transport, where, args.retries, args.quiet)
     if answer is not None:
         if answer.status in (401, 403):
+            said = message_of(answer.body, 200)
             problem = ("%s answered %d (%s): this model needs credentials: -H 'Authorization: ...', --whisk-auth "
-                       "SECRET, or --aws-sigv4" % (where, answer.status, message_of(answer.body, 200)))
-            raise UsageError(problem)
+                       "SECRET, or --aws-sigv4" % (where, answer.status, said))
+            if said == "Missing Authentication Token":  # API Gateway's answer for a route it does not have
+                problem += "; or, behind API Gateway, only the predict route is deployed: " + HOW_TO_SHAPE
+            if not flags_say_it:
+                raise UsageError(problem)
+    if answer is not None and answer.status not in (401, 403):  # (refused: the flags say the shape, the note why)
         try:
             spec = json.loads(answer.body.decode("utf-8")) if answer.status == 200 else None
         except (ValueError, UnicodeDecodeError):
