@@ -207,6 +207,10 @@ def test_output_names_stay_under_the_output_dir():
     assert payloads.output_name("sub/cat.jpg", "image/png") == os.path.join("sub", "cat.png")
     assert payloads.output_name("../../etc/passwd", "image/png") == os.path.join("etc", "passwd.png")
     assert payloads.output_name("/abs/x.png", "application/octet-stream") == os.path.join("abs", "x.bin")
+    # A manifest id with a NUL or a part longer than a file name may be: a name the file system takes.
+    assert payloads.output_name("a\x00b", "image/png") == "ab.png"
+    long_name = payloads.output_name("q/" + "\u00e9" * 300, "image/png")
+    assert long_name.startswith(os.path.join("q", "\u00e9")) and len(os.path.basename(long_name).encode("utf-8")) <= 204
 
 
 @pytest.mark.parametrize("status,headers,body,kind,signal", [

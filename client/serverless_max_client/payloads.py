@@ -102,7 +102,11 @@ def output_name(name: str, content_type: str) -> str:
     """Where a binary answer goes under --output-dir: the input's name (its path below the directory
     or glob it came from), made relative and safe, with the extension of the answer's type
     (shapes.png -> shapes.png; a.jpg -> a.png for a PNG answer)."""
-    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".", "..")]
+    # No NUL (no file name holds one) and no part longer than a file system takes (255 bytes): a manifest's
+    # id may be anything. Names so cut short that meet get the id's hash (Runner._unique_name).
+    parts = [part.replace("\x00", "").encode("utf-8", "surrogateescape")[:200].decode("utf-8", "surrogateescape")
+             for part in name.replace("\\", "/").split("/")]
+    parts = [part for part in parts if part not in ("", ".", "..")]
     relative = os.path.join(*parts) if parts else "input"
     extension = mimetypes.guess_extension(content_type.split(";")[0].strip().lower() or "") or ".bin"
     if extension == ".jpe":
