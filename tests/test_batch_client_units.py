@@ -574,3 +574,9 @@ def test_plain_progress_lines_carry_the_total_and_an_eta(tmp_path):
     Progress(runner, shown, bar=False, interval=10).show()
     assert " done 100/400 (ok 100, failed 0) 10.0/s eta 0:00:30 in flight 0 (limit 4)" in shown.getvalue()
     runner.writer.close()
+
+
+def test_an_output_dir_that_cannot_be_written_says_so(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OSError, match="cannot save an answer as .* \\(choose another --output-dir\\)"):
+        results.save_binary(str(tmp_path / "a-file"), "cat.png", b"\x89PNG")

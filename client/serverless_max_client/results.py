@@ -116,9 +116,13 @@ class ResultsWriter(object):
 def save_binary(output_dir: str, relative: str, data: bytes) -> str:
     """Write an answer's bytes under output_dir, whole or not at all (temporary name, then rename)."""
     target = os.path.join(output_dir, relative)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    temporary = target + ".partial"
-    with open(temporary, "wb") as stream:
-        stream.write(data)
-    os.replace(temporary, target)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temporary = target + ".partial"
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, target)
+    except OSError as error:
+        raise OSError(error.errno, "cannot save an answer as %s: %s (choose another --output-dir)"
+                      % (target, error.strerror or error))
     return target
