@@ -779,12 +779,15 @@ def test_a_dry_run_into_a_closed_pipe_ends_quietly(tmp_path):
     server = CapturingServer()
     digit_copies(str(tmp_path / "in"), 20)
     try:
-        process = subprocess.Popen(CLIENT + ["predict", url(server), str(tmp_path / "in"), "--dry-run"],
-                                   cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        process.stdout.readline()
-        process.stdout.close()  # as `| head -1` does
-        error = process.stderr.read().decode("utf-8")
-        assert process.wait(30) == 1 and "Broken pipe" not in error and "Traceback" not in error
+        reader, writer = os.pipe()
+        os.close(reader)  # as `| head -1` does once it has its line: every write meets a closed pipe
+        try:
+            result = subprocess.run(CLIENT + ["predict", url(server), str(tmp_path / "in"), "--dry-run"],
+                                    cwd=str(tmp_path), stdout=writer, stderr=subprocess.PIPE, timeout=30)
+        finally:
+            os.close(writer)
+        error = result.stderr.decode("utf-8")
+        assert result.returncode == 1 and "Broken pipe" not in error and "Traceback" not in error
     finally:
         server.close()
 
