@@ -237,7 +237,7 @@ def test_image_model_over_plain_http(services, tmp_path):
         assert record["started_at"] <= record["finished_at"] and record["latency_ms"] > 0
         assert record["attempt_log"] == [[record["started_at"], record["finished_at"], 200]]
         assert record["error"] is None
-    assert "3 ok, 0 failed" in result.stderr and "p50" in result.stderr and "concurrency settled at" in result.stderr
+    assert "3 ok, 0 failed" in result.stderr and "p50" in result.stderr and "concurrency never cut from -j" in result.stderr
 
 
 def test_binary_answers_land_in_the_output_dir(services, tmp_path):
@@ -258,6 +258,26 @@ def test_binary_answers_land_in_the_output_dir(services, tmp_path):
     assert (failed["status"], failed["http_status"], failed["error_kind"]) == ("failed", 400, "HTTP 400")
     assert failed["attempts"] == 1 and "valid image" in failed["error"]
     assert "failed 1x: HTTP 400" in result.stderr
+
+
+def test_answers_with_the_same_name_do_not_overwrite_each_other(services, tmp_path):
+    # x.jpg and x.png answer x.png; so do two x.png given by absolute paths (each is named by its file name).
+    samples = os.path.join(UPSCALER, "samples")
+    for folder, name, source in (("a", "x.png", "shapes.png"), ("a", "x.jpg", "photo.jpg"), ("b", "x.png", "photo.jpg"),
+                                 ("c", "x.png", "icon-palette.png")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        shutil.copyfile(os.path.join(samples, source), str(tmp_path / folder / name))
+    given = [str(tmp_path / "a" / "x.png"), str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.png")]
+    assert client("predict", url(services["upscaler"]), *given, "-o", "out.jsonl", cwd=str(tmp_path)).returncode == 0
+    # --resume adds one more x.png: the names the kept lines hold stay taken.
+    resumed = client("predict", url(services["upscaler"]), *given, str(tmp_path / "c" / "x.png"), "-o", "out.jsonl",
+                     "--resume", cwd=str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    table = by_input(lines(str(tmp_path / "out.jsonl")))
+    files = [table[path]["response"]["file"] for path in given + [str(tmp_path / "c" / "x.png")]]
+    assert len(set(files)) == 4 and "out.jsonl.files/x.png" in files
+    for path, saved in zip(given + [str(tmp_path / "c" / "x.png")], files):
+        assert (tmp_path / saved).read_bytes() == post_file(services["upscaler"].port, path)
 
 
 def test_text_model_batches_and_splits_answers(services, tmp_path):
@@ -349,6 +369,21 @@ def test_the_spec_is_fetched_through_throttles(services, tmp_path):
         proxy.close()
     assert result.returncode == 0, result.stderr
     assert "shape from swagger.json" in result.stderr
+    assert "swagger.json: HTTP 503 (" in result.stderr and "re-sending (1 of --retries 8" in result.stderr
+
+
+def test_a_model_that_never_answers_is_told_while_waiting(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # connections complete, no answer ever comes
+    try:
+        result = client("predict", "http://127.0.0.1:%d" % listener.getsockname()[1], "x.png", "--timeout", "0.3",
+                        "--retries", "1", "-o", "a.jsonl", cwd=str(tmp_path))
+    finally:
+        listener.close()
+    assert result.returncode == 2
+    assert "swagger.json: timeout; re-sending (1 of --retries 1; Ctrl-C stops)" in result.stderr
+    assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_retries_are_bounded(services, tmp_path):
@@ -456,6 +491,22 @@ def test_wrong_url_not_a_model_and_no_predict_operation(tmp_path):
     assert not (tmp_path / "results.jsonl").exists()
     result = client("predict", "ftp://x", image, cwd=str(tmp_path))
     assert result.returncode == 2 and "https://, http:// or lambda://" in result.stderr
+
+
+def test_a_refused_spec_needs_credentials_unless_the_flags_give_the_shape(tmp_path):
+    # API Gateway answers a route it does not have (only /model/predict deployed) with this 403.
+    gateway = TinyServer(403, "application/json", b'{"message": "Missing Authentication Token"}')
+    image = os.path.join(DIGITS, "samples", "digit-3.png")
+    try:
+        result = client("predict", url(gateway), image, "-o", "a.jsonl", cwd=str(tmp_path))
+        assert result.returncode == 2 and "needs credentials" in result.stderr
+        assert "only the predict route is deployed" in result.stderr and "--field NAME" in result.stderr
+        result = client("predict", url(gateway), image, "--field", "image", "-o", "b.jsonl", cwd=str(tmp_path))
+        assert "note: " in result.stderr and "using the flags' request shape" in result.stderr
+        assert result.returncode == 1  # sent: this stand-in answers no POST (501), a line says so
+        assert lines(str(tmp_path / "b.jsonl"))[0]["http_status"] == 501
+    finally:
+        gateway.close()
 
 
 def test_unreadable_inputs_fail_alone(services, tmp_path):
@@ -631,6 +682,112 @@ def test_headers_whisk_auth_and_sigv4(tmp_path):
                                 universal_newlines=True, timeout=60,
                                 env=dict(env, PYTHONPATH=str(tmp_path / "nobotocore")))
         assert result.returncode == 2 and "needs botocore" in result.stderr and "[aws]" in result.stderr
+    finally:
+        server.close()
+
+
+class RedirectingServer(TinyServer):
+    """A front door that answers every request with 302 to the same path on another server, as
+    a platform answers http:// with a redirect to https://."""
+
+    def __init__(self, target: str):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(302)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_redirected_model_is_sent_its_predictions_at_its_new_place(tmp_path):
+    # A POST that follows a 302 turns into a GET: the client sends to where swagger.json came from.
+    server = CapturingServer()
+    front = RedirectingServer(url(server))
+    try:
+        result = client("predict", url(front), os.path.join(DIGITS, "samples", "digit-3.png"), "-o", "a.jsonl",
+                        cwd=str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert "redirects to %s; sending there" % url(server) in result.stderr
+        assert [record["status"] for record in lines(str(tmp_path / "a.jsonl"))] == ["ok"]
+        assert "multipart/form-data" in server.seen[-1]["Content-Type"]
+    finally:
+        front.close()
+        server.close()
+
+
+def test_a_batch_that_fails_says_how_to_find_the_input(tmp_path):
+    # A text model behind a platform whose request limit the packed batch exceeds: 413 for all of it.
+    spec_body = json.dumps({"swagger": "2.0", "basePath": "/", "paths": {"/model/predict": {"post": {
+        "parameters": [{"name": "payload", "in": "body", "required": True, "schema": {
+            "type": "object", "required": ["text"], "properties": {
+                "text": {"type": "array", "items": {"type": "string"}}}}}]}}}}).encode("utf-8")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.reply(200, spec_body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.reply(413, b'{"error": "The request content was malformed:\\nrequest entity too large"}')
+
+        def reply(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "m.jsonl").write_text("".join('{"id": "%d", "text": "t"}\n' % number for number in range(3)))
+    try:
+        result = client("predict", "http://127.0.0.1:%d" % server.server_address[1], "--manifest", "m.jsonl",
+                        "--batch-size", "3", "-o", "a.jsonl", cwd=str(tmp_path))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1, result.stderr
+    records = lines(str(tmp_path / "a.jsonl"))
+    assert len(records) == 3 and all(record["batch"] == 3 and "request size limit" in record["error"] and
+                                     "3 inputs of this request failed together" in record["error"] and
+                                     "--batch-size" in record["error"] for record in records)
+
+
+def test_batch_size_on_a_file_model_is_noted(tmp_path):
+    server = CapturingServer()
+    try:
+        result = client("predict", url(server), os.path.join(DIGITS, "samples", "digit-3.png"), "--batch-size", "4",
+                        "-o", "a.jsonl", cwd=str(tmp_path))
+    finally:
+        server.close()
+    assert result.returncode == 0 and "note: --batch-size 4 is for models that take a list" in result.stderr
+
+
+def test_a_dry_run_into_a_closed_pipe_ends_quietly(tmp_path):
+    server = CapturingServer()
+    digit_copies(str(tmp_path / "in"), 20)
+    try:
+        reader, writer = os.pipe()
+        os.close(reader)  # as `| head -1` does once it has its line: every write meets a closed pipe
+        try:
+            result = subprocess.run(CLIENT + ["predict", url(server), str(tmp_path / "in"), "--dry-run"],
+                                    cwd=str(tmp_path), stdout=writer, stderr=subprocess.PIPE, timeout=30)
+        finally:
+            os.close(writer)
+        error = result.stderr.decode("utf-8")
+        assert result.returncode == 1 and "Broken pipe" not in error and "Traceback" not in error
     finally:
         server.close()
 

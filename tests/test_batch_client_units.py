@@ -182,6 +182,19 @@ def test_multipart_body_carries_the_file_and_fields(tmp_path):
     assert b"\x89PNG fake" in body and b'name="threshold"\r\n\r\n0.7' in body and b'name="n"\r\n\r\n3' in body
 
 
+def test_a_manifest_column_the_spec_puts_in_the_query_goes_in_the_query(tmp_path):
+    # The query's default would win over a form field of the same name (flask-restx reads the query first).
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"\x89PNG fake")
+    shape = spec.shape_from_spec(restx_spec(object_detector))
+    request = payloads.build_request(shape, [Input("x", path=str(image), fields={"threshold": 0.9, "n": 3})])
+    assert request.path == "/model/predict?threshold=0.9"
+    assert b'name="threshold"' not in request.body and b'name="n"\r\n\r\n3' in request.body
+    shape = spec.RequestShape(spec.JSON_BODY, query={"lang": "en"})
+    request = payloads.build_request(shape, [Input("r", fields={"text": "hi", "lang": "fr"})])
+    assert (request.path, json.loads(request.body)) == ("/model/predict?lang=fr", {"text": "hi"})
+
+
 def test_split_answer_per_input():
     answer = {"status": "ok", "predictions": [{"p": 1}, {"p": 2}]}
     assert payloads.split_answer(answer, 2) == [{"status": "ok", "predictions": [{"p": 1}]},
@@ -194,6 +207,10 @@ def test_output_names_stay_under_the_output_dir():
     assert payloads.output_name("sub/cat.jpg", "image/png") == os.path.join("sub", "cat.png")
     assert payloads.output_name("../../etc/passwd", "image/png") == os.path.join("etc", "passwd.png")
     assert payloads.output_name("/abs/x.png", "application/octet-stream") == os.path.join("abs", "x.bin")
+    # A manifest id with a NUL or a part longer than a file name may be: a name the file system takes.
+    assert payloads.output_name("a\x00b", "image/png") == "ab.png"
+    long_name = payloads.output_name("q/" + "\u00e9" * 300, "image/png")
+    assert long_name.startswith(os.path.join("q", "\u00e9")) and len(os.path.basename(long_name).encode("utf-8")) <= 204
 
 
 @pytest.mark.parametrize("status,headers,body,kind,signal", [
@@ -218,6 +235,9 @@ def test_output_names_stay_under_the_output_dir():
     (503, {}, b"pending request queue full\n", platforms.THROTTLED, "Knative queue-proxy 503 pending request queue full"),
     (429, {"retry-after": "3"}, b"Rate exceeded.", platforms.THROTTLED,
      "HTTP 429 Too Many Requests (Cloud Run: no instance available; or a gateway's rate limit)"),
+    (500, {"x-amzn-errortype": "ServiceException", "x-amzn-requestid": "r"},
+     b'{"Type": "Service", "message": "The Lambda service encountered an internal error."}', platforms.TRANSIENT,
+     "Lambda 500 ServiceException (the Lambda service's own error)"),
     (502, {}, b"Bad Gateway", platforms.TRANSIENT, "HTTP 502 from a gateway"),
     (504, {}, b"", platforms.TRANSIENT, "HTTP 504 from a gateway"),
     (500, {}, b'{"message": "model crashed"}', platforms.FAIL, None),
@@ -363,6 +383,26 @@ def test_directories_globs_stdin_and_manifests(tmp_path):
         list(inputs.iter_inputs([], str(mixed), inputs.ManifestColumns(file="path", file_required=True)))
 
 
+def test_empty_id_and_file_cells_are_no_value(tmp_path):
+    # An empty id cell would give every such row the id "": one line for all of them after --resume.
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,path\n,a.png\n,b.png\nz,\n")
+    columns = inputs.ManifestColumns(file="path", id="id", file_required=True)
+    rows = list(inputs.iter_inputs([], str(manifest), columns))
+    assert [(row.id, row.path) for row in rows] == [
+        (str(tmp_path / "a.png"), str(tmp_path / "a.png")), (str(tmp_path / "b.png"), str(tmp_path / "b.png")),
+        ("z", None)]  # an empty file cell: that row fails alone when it is sent
+
+
+def test_a_manifest_on_stdin_is_csv_or_jsonl_by_its_first_line():
+    import io
+    columns = inputs.ManifestColumns(text="text", id="id")
+    csv_rows = inputs.iter_inputs([], "-", columns, stdin=io.StringIO("id,text\na,I love it\n"))
+    assert [(row.id, row.text) for row in csv_rows] == [("a", "I love it")]
+    jsonl_rows = inputs.iter_inputs([], "-", columns, stdin=io.StringIO('{"id": "b", "text": "no"}\n'))
+    assert [(row.id, row.text) for row in jsonl_rows] == [("b", "no")]
+
+
 def test_a_million_inputs_stream():
     """The input stream holds one input at a time: a million stdin lines pass through in flat memory
     (held as a list they would take some 300 MiB)."""
@@ -429,3 +469,114 @@ def test_a_functions_result_becomes_the_function_urls_answer():
                                      b'{"errorMessage": "boom", "errorType": "Runtime.ExitError"}'))
     assert crashed.status == 502 and b"Runtime.ExitError: boom" in crashed.body
     assert platforms.classify(crashed.status, crashed.headers, crashed.body).kind == platforms.TRANSIENT
+
+
+def test_sigv4_sends_the_path_it_signed(monkeypatch):
+    """A function ARN or alias (name:alias) in lambda://: the path goes out percent-encoded exactly as
+    it was signed; an HTTP client that normalises %3A back to ':' would break the signature."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from serverless_max_client.transport import LambdaTransport
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers["Authorization"]))
+            body = b'{"statusCode": 200, "body": "{}"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    function = "arn:aws:lambda:eu-west-1:123456789012:function:max-digits:live"
+    transport = LambdaTransport(function, "http://127.0.0.1:%d" % server.server_address[1], "eu-west-1", {}, 2, 10)
+
+    async def send():
+        async with transport:
+            return await transport.send("POST", "/model/predict", b"{}", "application/json")
+
+    try:
+        assert asyncio.run(send()).status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    path, authorization = seen[0]
+    assert path == "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Amax-digits%3Alive" \
+        "/invocations"
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+
+
+def test_a_function_arn_names_its_region(monkeypatch):
+    from serverless_max_client.transport import LambdaTransport
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    transport = LambdaTransport("arn:aws:lambda:eu-west-1:123456789012:function:max-digits", None, None, {}, 2, 10)
+    assert (transport.http.base_url, transport.http.signer.region) == ("https://lambda.eu-west-1.amazonaws.com",
+                                                                       "eu-west-1")
+    transport = LambdaTransport("max-digits", None, None, {}, 2, 10)
+    assert transport.http.signer.region == "us-east-1"
+
+
+def test_a_row_without_text_or_file_says_which_columns_to_give():
+    from serverless_max_client.runner import _unreadable
+    shape = spec.RequestShape(spec.MULTIPART, file_field="image")
+    with pytest.raises(ValueError) as error:
+        payloads.build_request(shape, [Input("x4", path="")])  # a CSV row whose path cell is empty
+    message = _unreadable(Input("x4", path=""), error.value)
+    assert message.startswith("x4 has no text and names no file") and "--file-column" in message
+    with pytest.raises(ValueError) as error:
+        inputs.read_text(Input("m.jsonl:6"))
+    assert "None" not in _unreadable(Input("m.jsonl:6"), error.value)
+
+
+def test_the_summary_counts_what_resume_skipped():
+    import io
+    from serverless_max_client.stats import Stats, summary
+    stats = Stats(ok=2, skipped=300)
+    shown = io.StringIO()
+    summary(stats, 4.0, "r.jsonl", shown)
+    assert "2 inputs" in shown.getvalue() and "300 more already ok in r.jsonl (--resume)" in shown.getvalue()
+    assert "concurrency settled at 4.0" in shown.getvalue()
+    summary(stats, None, "r.jsonl", shown)  # a limit that never moved
+    assert "concurrency never cut from -j" in shown.getvalue()
+
+
+def test_bad_setup_is_a_usage_error_not_a_traceback(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b'{"id": "a"}\n\xd0\xcf\x11\xe0 binary\n')
+    with pytest.raises(UsageError, match="is not UTF-8 text"):
+        list(inputs.iter_inputs([], str(manifest), inputs.ManifestColumns(id="id")))
+    with pytest.raises(UsageError, match="is a directory: -o names the results file"):
+        results.ResultsWriter(str(tmp_path), resume=False)
+    from serverless_max_client import cli
+    assert cli.main(["predict", "http://127.0.0.1:9", "x.png", "--progress-interval", "0"]) == 2
+
+
+def test_plain_progress_lines_carry_the_total_and_an_eta(tmp_path):
+    import io
+    import time
+    from serverless_max_client.progress import Progress
+    from serverless_max_client.runner import Runner, Settings
+    runner = Runner(spec.RequestShape(spec.MULTIPART, file_field="image"), None,
+                    results.ResultsWriter(str(tmp_path / "r.jsonl"), resume=False), Settings(jobs=4))
+    runner.stats.started, runner.stats.ok, runner.stats.total = time.time() - 10, 100, 400
+    shown = io.StringIO()
+    Progress(runner, shown, bar=False, interval=10).show()
+    assert " done 100/400 (ok 100, failed 0) 10.0/s eta 0:00:30 in flight 0 (limit 4)" in shown.getvalue()
+    runner.writer.close()
+
+
+def test_an_output_dir_that_cannot_be_written_says_so(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OSError, match="cannot save an answer as .* \\(choose another --output-dir\\)"):
+        results.save_binary(str(tmp_path / "a-file"), "cat.png", b"\x89PNG")

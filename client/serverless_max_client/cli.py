@@ -17,7 +17,8 @@ from .platforms import THROTTLED, TRANSIENT, classify, message_of, platform_of
 from .progress import Progress
 from .results import ResultsWriter
 from .runner import BACKOFF_BASE, BACKOFF_CAP, Runner, Settings
-from .spec import LIST, MULTIPART, QUERY, RequestShape, apply_flags, model_base, shape_from_spec, under_base
+from .spec import (HOW_TO_SHAPE, LIST, MULTIPART, QUERY, RequestShape, apply_flags, model_base, shape_from_spec,
+                   under_base)
 from .stats import summary
 from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
 
@@ -137,6 +138,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--batch-size must be at least 1")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if args.progress_interval is not None and args.progress_interval <= 0:
+        raise UsageError("--progress-interval must be positive (--quiet shows no progress)")
     if not args.inputs and not args.manifest:
         raise UsageError("no inputs: give files, directories, globs, - (paths on stdin) or --manifest FILE")
     if args.inputs and args.manifest:
@@ -162,12 +165,17 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     where = "%s/swagger.json" % (args.url if args.url.startswith("lambda://") else model_base(args.url))
     problem: Optional[str] = None
     shape: Optional[RequestShape] = None
-    answer = await fetch_spec(transport, where, args.retries)
+    answer = await fetch_spec(transport, where, args.retries, args.quiet)
     if answer is not None:
         if answer.status in (401, 403):
+            said = message_of(answer.body, 200)
             problem = ("%s answered %d (%s): this model needs credentials: -H 'Authorization: ...', --whisk-auth "
-                       "SECRET, or --aws-sigv4" % (where, answer.status, message_of(answer.body, 200)))
-            raise UsageError(problem)
+                       "SECRET, or --aws-sigv4" % (where, answer.status, said))
+            if said == "Missing Authentication Token":  # API Gateway's answer for a route it does not have
+                problem += "; or, behind API Gateway, only the predict route is deployed: " + HOW_TO_SHAPE
+            if not flags_say_it:
+                raise UsageError(problem)
+    if answer is not None and answer.status not in (401, 403):  # (refused: the flags say the shape, the note why)
         try:
             spec = json.loads(answer.body.decode("utf-8")) if answer.status == 200 else None
         except (ValueError, UnicodeDecodeError):
@@ -177,8 +185,9 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
                        "model (check it: it is the model's base URL, whose /swagger.json and /model/predict answer)"
                        % (where, answer.status, "(%s)" % message_of(answer.body, 120)))
         else:
+            _follow_redirect(transport, answer, args.quiet)
             try:
-                shape = under_base(shape_from_spec(spec), "" if args.url.startswith("lambda://") else model_base(args.url))
+                shape = under_base(shape_from_spec(spec), getattr(transport, "base_url", ""))
             except UsageError as error:
                 problem = str(error)
     if shape is None and not flags_say_it:
@@ -188,20 +197,38 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     return apply_flags(shape, args.field, args.json_field, args.path, args.form)
 
 
-async def fetch_spec(transport: Any, where: str, retries: int) -> Any:
+def _follow_redirect(transport: Any, answer: Any, quiet: bool) -> None:
+    """A model whose swagger.json redirected (http:// to https://, a moved host) takes the predictions
+    at its new place: a POST that follows a 301/302 turns into a GET, and every input would fail."""
+    if not isinstance(transport, HttpTransport) or not answer.url:
+        return
+    final = answer.url.split("?")[0].rstrip("/")
+    moved = model_base(final)
+    if final.endswith("/swagger.json") and moved != transport.base_url:  # not a page somewhere else
+        if not quiet:
+            sys.stderr.write("note: %s redirects to %s; sending there\n" % (transport.base_url, moved))
+        transport.base_url = moved
+
+
+async def fetch_spec(transport: Any, where: str, retries: int, quiet: bool = False) -> Any:
     """GET /swagger.json, re-sent like a prediction while the platform says "not now" (a cold start,
-    a throttled namespace); an address that does not answer at all ends the run before it starts."""
+    a throttled namespace); an address that does not answer at all ends the run before it starts.
+    Each re-send is told on stderr: a model that stalls would otherwise leave the user in silence."""
     for attempt in range(retries + 1):
         try:
             answer = await transport.send("GET", "/swagger.json")
         except SendError as error:
             if error.kind in ("connection refused", "unknown host", "connection failed") or attempt == retries:
                 raise UsageError("cannot reach %s: %s. Check the URL and that the model is deployed" % (where, error))
-            verdict = None
+            verdict, what = None, str(error)
         else:
             verdict = classify(answer.status, answer.headers, answer.body)
             if verdict.kind not in (THROTTLED, TRANSIENT) or attempt == retries:
                 return answer
+            what = "HTTP %d (%s)" % (answer.status, message_of(answer.body, 120))
+        if not quiet:
+            sys.stderr.write("note: %s: %s; re-sending (%d of --retries %d; Ctrl-C stops)\n"
+                             % (where, what, attempt + 1, retries))
         await asyncio.sleep(max(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)),
                                 verdict.retry_after or 0.0 if verdict else 0.0))
     return None
@@ -258,8 +285,11 @@ async def predict(args: argparse.Namespace) -> int:
         runner = Runner(shape, transport, writer, settings)
         if not args.quiet:
             sys.stderr.write("%s (%s)\n%s\n" % (args.url, platform_of(args.url), describe(shape, args)))
+            if args.batch_size > 1 and shape.kind != LIST:
+                sys.stderr.write("note: --batch-size %d is for models that take a list (text models); this one "
+                                 "takes one input per request\n" % args.batch_size)
         bar = sys.stderr.isatty() and not args.quiet
-        if bar and can_count(args.inputs, args.manifest):
+        if not args.quiet and can_count(args.inputs, args.manifest):  # the total, for the bar and the plain lines
             threading.Thread(target=_count, args=(runner, args, columns, shard), daemon=True).start()
         interval = args.progress_interval or (0.5 if bar else 10.0)
         progress = None if args.quiet else Progress(runner, sys.stderr, bar, interval)
@@ -289,7 +319,10 @@ async def predict(args: argparse.Namespace) -> int:
         stats = runner.stats
         if not args.quiet:
             finished = stats.finished or time.time()
-            summary(stats, runner.limiter.settled(stats.started + (finished - stats.started) / 2), args.output)
+            # A limit that never moved settled nowhere: the run stayed at -j (None says so).
+            settled = runner.limiter.settled(stats.started + (finished - stats.started) / 2) \
+                if runner.limiter.history else None
+            summary(stats, settled, args.output)
     if args.plot:
         plot(args.output, args.plot)
     if stats.interrupted:
@@ -324,11 +357,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # --dry-run | head: the reader has seen enough (before OSError, its base class)
+        os._exit(EXIT_FAILED)
     except OSError as error:  # the results file or the output directory: a full disk, a read-only place
         sys.stderr.write("serverless-max: error: %s\n" % error)
         return EXIT_USAGE
-    except BrokenPipeError:
-        os._exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

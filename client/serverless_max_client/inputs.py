@@ -135,33 +135,55 @@ def _rows(manifest: str, stdin: TextIO) -> Iterator[Tuple[int, Dict[str, Any]]]:
         stream = stream or open(manifest, encoding="utf-8-sig", newline="")  # -sig: a spreadsheet's BOM
     except OSError as error:
         raise UsageError("cannot read the manifest %s: %s" % (manifest, error.strerror or error))
+    try:
+        yield from _parse_rows(manifest, stream)
+    except UnicodeDecodeError as error:
+        raise UsageError("the manifest %s is not UTF-8 text (%s): give a JSONL or CSV file saved as UTF-8"
+                         % (manifest, error.reason))
+
+
+def _parse_rows(manifest: str, stream: TextIO) -> Iterator[Tuple[int, Dict[str, Any]]]:
     with stream:
-        if manifest.lower().endswith(".csv"):
-            reader = csv.DictReader(stream)
+        lines: Iterable[str] = stream
+        is_csv = manifest.lower().endswith(".csv")
+        if manifest == "-":  # no name to go by: a JSONL row is an object, so a first line without "{" is CSV's header
+            first = stream.readline()
+            is_csv = not first.lstrip("\ufeff \t").startswith("{")
+            lines = itertools.chain([first], stream)
+        if is_csv:
+            reader = csv.DictReader(lines)
             for row in reader:
                 yield reader.line_num, dict((key, value) for key, value in row.items() if key is not None)
             return
-        for number, line in enumerate(stream, 1):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except ValueError as error:
-                raise UsageError("%s line %d is not JSON: %s" % (manifest, number, error))
+                raise UsageError("%s line %d is not JSON: %s (a CSV manifest's name ends in .csv)"
+                                 % (manifest, number, error))
             if not isinstance(row, dict):
                 raise UsageError("%s line %d is not a JSON object" % (manifest, number))
             yield number, row
 
 
+def _cell(row: Dict[str, Any], column: Optional[str]) -> Any:
+    """Take a column's value out of the row; an empty cell (CSV's "", JSON's null) is no value, so
+    that rows with an empty id column get ids of their own, not one shared "" id."""
+    value = row.pop(column, None) if column else None
+    return None if value == "" else value
+
+
 def _manifest_inputs(manifest: str, columns: ManifestColumns, stdin: TextIO) -> Iterator[Input]:
     base = os.path.dirname(manifest) if manifest != "-" else ""
     for number, row in _rows(manifest, stdin):
-        path = row.pop(columns.file, None) if columns.file else None
-        text = row.pop(columns.text, None) if columns.text else None
-        if columns.file_required and path is None:
+        if columns.file_required and row.get(columns.file) is None:
             raise UsageError("%s row %d has no %r column (choose the file column with --file-column)"
                              % (manifest, number, columns.file))
-        explicit_id = row.pop(columns.id, None) if columns.id else None
+        path = _cell(row, columns.file)  # an empty cell: that input fails alone ("names no file")
+        text = row.pop(columns.text, None) if columns.text else None
+        explicit_id = _cell(row, columns.id)
         name = str(explicit_id) if explicit_id is not None else (str(path) if path is not None else None)
         if path is not None:
             path = str(path)

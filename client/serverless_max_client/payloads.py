@@ -41,11 +41,16 @@ def build_request(shape: RequestShape, items: List[Input]) -> Request:
     query = dict(shape.query)
     if shape.kind == MULTIPART:
         item = items[0]
-        with open(item.path or "", "rb") as stream:
+        if not item.path:
+            raise ValueError("no file")
+        with open(item.path, "rb") as stream:
             data = stream.read()
         media_type = mimetypes.guess_type(item.path or "")[0] or "application/octet-stream"
         form = dict(shape.form)
-        form.update((name, _text(value)) for name, value in item.fields.items())
+        for name, value in item.fields.items():
+            # A column the spec puts in the query goes there: the query's default would otherwise win
+            # (flask-restx reads a parser argument without a location from the query before the form).
+            (query if name in shape.query else form)[name] = _text(value)
         fields: List[Any] = list(form.items())
         # The upload's file name as text: a name that is not UTF-8 keeps its readable part.
         filename = os.fsencode(os.path.basename(item.path or "input")).decode("utf-8", "replace")
@@ -60,7 +65,11 @@ def build_request(shape: RequestShape, items: List[Input]) -> Request:
         query.update((name, _text(value)) for name, value in _document(items[0]).items())
         return Request(with_query(shape.path, query))
     document = dict(shape.body)
-    document.update(_document(items[0]))
+    for name, value in _document(items[0]).items():
+        if name in shape.query:
+            query[name] = _text(value)
+        else:
+            document[name] = value
     return Request(with_query(shape.path, query), json.dumps(document).encode("utf-8"), "application/json")
 
 
@@ -93,7 +102,11 @@ def output_name(name: str, content_type: str) -> str:
     """Where a binary answer goes under --output-dir: the input's name (its path below the directory
     or glob it came from), made relative and safe, with the extension of the answer's type
     (shapes.png -> shapes.png; a.jpg -> a.png for a PNG answer)."""
-    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".", "..")]
+    # No NUL (no file name holds one) and no part longer than a file system takes (255 bytes): a manifest's
+    # id may be anything. Names so cut short that meet get the id's hash (Runner._unique_name).
+    parts = [part.replace("\x00", "").encode("utf-8", "surrogateescape")[:200].decode("utf-8", "surrogateescape")
+             for part in name.replace("\\", "/").split("/")]
+    parts = [part for part in parts if part not in ("", ".", "..")]
     relative = os.path.join(*parts) if parts else "input"
     extension = mimetypes.guess_extension(content_type.split(";")[0].strip().lower() or "") or ".bin"
     if extension == ".jpe":

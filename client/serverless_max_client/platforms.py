@@ -14,7 +14,8 @@ The platforms' ways of saying "not now", from their sources and documentation:
                          (AWS knowledge center: "API Gateway ... might return an Internal server error"; back off)
   Knative queue-proxy    503 "pending request queue full" (the revision's queue is full)
   Cloud Run              429 when no instance frees up within 60 s at max instances
-Anything 429 or 503 cuts the concurrency; 502 and 504 are retried without a cut.
+  Lambda Invoke API      500 ServiceException: the service's own internal error ("retry the request")
+Anything 429 or 503 cuts the concurrency; 502, 504 and Lambda's ServiceException are retried without a cut.
 """
 
 import email.utils
@@ -128,6 +129,8 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
     if status == 500 and body_json == {"message": "Internal server error"} and (
             "x-amzn-requestid" in headers or "x-amz-apigw-id" in headers):
         return Verdict(THROTTLED, "API Gateway 500 Internal server error (a throttled or failed Lambda)")
+    if status == 500 and error_type == "ServiceException":
+        return Verdict(TRANSIENT, "Lambda 500 ServiceException (the Lambda service's own error)")
     if status in (502, 504):
         return Verdict(TRANSIENT, "HTTP %d from a gateway" % status)
     if status == 413:

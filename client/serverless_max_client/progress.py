@@ -36,10 +36,14 @@ class Progress(object):
             self.bar.refresh()
             return
         elapsed = max(1e-9, time.time() - stats.started)
-        total = "/%d" % stats.total if stats.total is not None else ""
-        self.stream.write("%s done %d%s (ok %d, failed %d) %.1f/s in flight %d (limit %d) retries %d throttled %d\n"
+        total = eta = ""
+        if stats.total is not None:
+            total = "/%d" % stats.total
+            if stats.done:
+                eta = " eta %s" % _clock(max(0, stats.total - stats.done) * elapsed / stats.done)
+        self.stream.write("%s done %d%s (ok %d, failed %d) %.1f/s%s in flight %d (limit %d) retries %d throttled %d\n"
                           % (time.strftime("%H:%M:%S"), stats.done, total, stats.ok, stats.failed,
-                             stats.done / elapsed, limiter.in_flight, limiter.allowed(), stats.retries,
+                             stats.done / elapsed, eta, limiter.in_flight, limiter.allowed(), stats.retries,
                              stats.throttled))
         self.stream.flush()
 
@@ -50,3 +54,9 @@ class Progress(object):
                 stats.total = stats.done  # finished before the count (or stdin, never counted): all are done
             self.show()
             self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return "%d:%02d:%02d" % (hours, minutes, seconds)

@@ -13,37 +13,42 @@ import errno
 import json
 import os
 import time
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Set, Tuple
 
 from .inputs import UsageError, id_hash
 
 FSYNC_INTERVAL = 1.0
 
 
-def _ok_line(line: bytes) -> Optional[str]:
-    """The input id of a complete ok line, else None."""
+def _ok_line(line: bytes) -> Tuple[Optional[str], Optional[str]]:
+    """The input id of a complete ok line (else None), and the binary answer's file it names."""
     try:
         record = json.loads(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
-        return None
+        return None, None
     if isinstance(record, dict) and record.get("status") == "ok" and isinstance(record.get("input"), str):
-        return record["input"]
-    return None
+        response = record.get("response")
+        saved = response.get("file") if isinstance(response, dict) else None
+        return record["input"], saved if isinstance(saved, str) else None
+    return None, None
 
 
-def compact_for_resume(path: str) -> Set[int]:
-    """Keep only the ok lines of a results file (one per input); the hashes of their ids."""
+def compact_for_resume(path: str, files: Optional[Set[int]] = None) -> Set[int]:
+    """Keep only the ok lines of a results file (one per input); the hashes of their ids. `files`
+    gets the hashes of the binary answers' files the kept lines name."""
     done: Set[int] = set()
     dropped = False
     temporary = path + ".resume-tmp"
     with open(path, "rb") as source, open(temporary, "wb") as target:
         for line in source:
-            input_id = _ok_line(line) if line.endswith(b"\n") else None
+            input_id, saved = _ok_line(line) if line.endswith(b"\n") else (None, None)
             key = id_hash(input_id) if input_id is not None else None
             if key is None or key in done:
                 dropped = True
                 continue
             done.add(key)
+            if saved is not None and files is not None:
+                files.add(id_hash(saved))
             target.write(line)
         target.flush()
         os.fsync(target.fileno())
@@ -58,12 +63,16 @@ class ResultsWriter(object):
     def __init__(self, path: str, resume: bool):
         self.path = path
         self.done: Set[int] = set()
+        self.files: Set[int] = set()  # the hashes of the binary answers' files written (this run and kept lines)
+        if os.path.isdir(path):
+            raise UsageError("-o %s is a directory: -o names the results file, e.g. -o %s" % (
+                path, os.path.join(path, "results.jsonl")))
         exists = os.path.exists(path) and os.path.getsize(path) > 0
         if exists and not resume:
             raise UsageError("%s already holds results: add --resume to finish that run, or choose another -o"
                              % path)
         if exists:
-            self.done = compact_for_resume(path)
+            self.done = compact_for_resume(path, self.files)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         try:
@@ -107,9 +116,13 @@ class ResultsWriter(object):
 def save_binary(output_dir: str, relative: str, data: bytes) -> str:
     """Write an answer's bytes under output_dir, whole or not at all (temporary name, then rename)."""
     target = os.path.join(output_dir, relative)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    temporary = target + ".partial"
-    with open(temporary, "wb") as stream:
-        stream.write(data)
-    os.replace(temporary, target)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temporary = target + ".partial"
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, target)
+    except OSError as error:
+        raise OSError(error.errno, "cannot save an answer as %s: %s (choose another --output-dir)"
+                      % (target, error.strerror or error))
     return target

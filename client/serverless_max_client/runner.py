@@ -4,6 +4,7 @@ retries, every input's outcome one line in the results file."""
 import asyncio
 import dataclasses
 import json
+import os
 import random
 import threading
 import time
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
 from .concurrency import Limiter
-from .inputs import Input, read_text
+from .inputs import Input, id_hash, read_text
 from .payloads import build_request, is_json, output_name, split_answer
 from .platforms import FAIL, OK, THROTTLED, TRANSIENT, Verdict, classify, message_of, request_id
 from .results import ResultsWriter, save_binary
@@ -57,6 +58,7 @@ class Runner(object):
         batch: List[Input] = []
         for item in inputs:
             if self.writer.is_done(item.id):
+                self.stats.skipped += 1
                 continue
             batch.append(item)
             if len(batch) == size:
@@ -114,7 +116,7 @@ class Runner(object):
             try:
                 readable.append(dataclasses.replace(item, text=read_text(item)))
             except (OSError, ValueError) as error:
-                self._fail([item], job, None, "unreadable input", "cannot read %s: %s" % (item.path, _reason(error)))
+                self._fail([item], job, None, "unreadable input", _unreadable(item, error))
         return readable
 
     async def _process(self, job: Job) -> None:
@@ -124,7 +126,7 @@ class Runner(object):
         try:
             request = build_request(self.shape, items)
         except (OSError, ValueError) as read_error:
-            self._fail(items, job, None, "unreadable input", "cannot read %s: %s" % (items[0].path, _reason(read_error)))
+            self._fail(items, job, None, "unreadable input", _unreadable(items[0], read_error))
             return
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
@@ -156,7 +158,11 @@ class Runner(object):
                 return
             if verdict.kind == FAIL:
                 assert answer is not None
-                self._fail(items, job, answer, "HTTP %d" % answer.status, verdict.message or "", answer.headers)
+                message = verdict.message or ""
+                if len(items) > 1:  # which of them is at fault (or whether all together are too big) is unknown
+                    message += ("; the %d inputs of this request failed together: --resume with a smaller "
+                                "--batch-size (1 tells which input it is)" % len(items))
+                self._fail(items, job, answer, "HTTP %d" % answer.status, message, answer.headers)
                 return
             if attempt == attempts:
                 last = described
@@ -215,10 +221,20 @@ class Runner(object):
             return
         output_dir = self.settings.output_dir or (self.writer.path + ".files")
         for item in items:
-            relative = output_name(item.name or item.id, content_type)
-            path = save_binary(output_dir, relative, answer.body)
+            path = save_binary(output_dir, self._unique_name(item, output_dir, content_type), answer.body)
             self._write_ok(item, job, len(items), answer,
                            {"file": path, "content_type": content_type, "bytes": len(answer.body)})
+
+    def _unique_name(self, item: Input, output_dir: str, content_type: str) -> str:
+        """The answer's file name below output_dir. When an answer of this run (or a line --resume kept)
+        has that name already (a.jpg and a.png; IMG_1.jpg from two directories given by absolute paths),
+        the input's id hash goes into the name, so that no answer overwrites another's."""
+        relative = output_name(item.name or item.id, content_type)
+        if id_hash(os.path.join(output_dir, relative)) in self.writer.files:
+            stem, extension = os.path.splitext(relative)
+            relative = "%s-%016x%s" % (stem, id_hash(item.id), extension)
+        self.writer.files.add(id_hash(os.path.join(output_dir, relative)))
+        return relative
 
     def _write_ok(self, item: Input, job: Job, sent: int, answer: Any, response: Any) -> None:
         self.writer.write(self._record(item, job, sent, "ok", answer, response, None))
@@ -238,6 +254,13 @@ class Runner(object):
             self.writer.write(self._record(item, job, len(items), "failed", answer, response, message, kind, headers))
             self.stats.failed += 1
             self.stats.failure_kinds[kind] += 1
+
+
+def _unreadable(item: Input, error: BaseException) -> str:
+    if not item.path:  # a manifest row without text and with no file, or an empty file cell
+        return ("%s has no text and names no file: give the row its text (--text-column) or its file "
+                "(--file-column)" % item.id)
+    return "cannot read %s: %s" % (item.path, _reason(error))
 
 
 def _reason(error: BaseException) -> str:

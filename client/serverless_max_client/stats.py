@@ -20,6 +20,7 @@ class Stats:
     failure_kinds: Counter = field(default_factory=Counter)
     signals: Counter = field(default_factory=Counter)
     latencies: array.array = field(default_factory=lambda: array.array("d"))
+    skipped: int = 0              # inputs --resume found done already
     total: Optional[int] = None   # inputs to do, once counted (progress bar)
     interrupted: bool = False
 
@@ -43,11 +44,13 @@ def summary(stats: Stats, settled: Optional[float], results_path: str, stream: O
     lines = ["%s: %d inputs in %.1f s: %d ok, %d failed; %.1f predictions/s"
              % ("interrupted" if stats.interrupted else "done", stats.done, elapsed, stats.ok, stats.failed,
                 stats.done / elapsed)]
+    if stats.skipped:
+        lines[0] += "; %d more already ok in %s (--resume)" % (stats.skipped, results_path)
     if latencies:
         lines.append("latency (ms): p50 %.0f  p90 %.0f  p99 %.0f" % tuple(
             percentile(latencies, share) * 1000 for share in (0.5, 0.9, 0.99)))
     share = stats.throttled / stats.attempts if stats.attempts else 0.0
-    concurrency = "concurrency settled at %.1f " % settled if settled is not None else ""
+    concurrency = "concurrency settled at %.1f " % settled if settled is not None else "concurrency never cut from -j "
     lines.append("requests: %d sent, %d retried, %d throttled (%.1f%%); %s(mean in flight %.1f)"
                  % (stats.attempts, stats.retries, stats.throttled, 100 * share, concurrency,
                     stats.busy_seconds / elapsed))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import aiohttp
+import yarl  # aiohttp's own URL type (aiohttp depends on it)
 
 from . import __version__
 from .inputs import UsageError
@@ -32,6 +33,7 @@ class Answer:
     status: int
     headers: Dict[str, str]
     body: bytes
+    url: Optional[str] = None  # where the answer came from, after redirects (HTTP only)
 
 
 class SendError(Exception):
@@ -121,14 +123,17 @@ class HttpTransport(object):
         headers = dict(self.headers)
         if content_type:
             headers["Content-Type"] = content_type
+        target: Any = url
         if self.signer is not None:
             headers = self.signer.sign(method, url, body, headers)
+            # Sent exactly as signed: yarl would otherwise decode %3A in a function ARN or alias to ':'.
+            target = yarl.URL(url, encoded=True)
         assert self.session is not None
         try:
-            async with self.session.request(method, url, data=body or None, headers=headers,
+            async with self.session.request(method, target, data=body or None, headers=headers,
                                             allow_redirects=True) as response:
                 data = await response.read()
-                return Answer(response.status, lower_headers(response.headers), data)
+                return Answer(response.status, lower_headers(response.headers), data, str(response.url))
         except asyncio.CancelledError:
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
@@ -143,6 +148,9 @@ class LambdaTransport(object):
                  connections: int, timeout: float):
         self.function = function
         self.extra_headers = lower_headers(headers)
+        arn = function.split(":")
+        if region is None and len(arn) >= 7 and arn[:3] == ["arn", "aws", "lambda"]:
+            region = arn[3]  # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:ALIAS]: the function's own region
         local = endpoint is not None and urllib.parse.urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
         signer = None
         if not local:
