@@ -1117,14 +1117,17 @@ class Action(object):
             # ConcurrencyTests.scala:51): the proxy then takes overlapping /runs.
             environment["__OW_ALLOW_CONCURRENT"] = "true"
         # Loopback only: the endpoint is the one way in, as the controller is on the platform.
-        command = [self.args.python, self.args.shim, "--port", str(self.port), "--host", "127.0.0.1"]
+        self._spawn([self.args.python, self.args.shim, "--port", str(self.port), "--host", "127.0.0.1"],
+                    cwd=self.model_dir, env=environment)
+
+    def _spawn(self, command: List[str], **popen_args: Any) -> None:
+        """Start the action's process in a session of its own, its output shown under its activations."""
         with self.process_lock, _signals_deferred():
             if self.closed:
                 raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
             try:
-                self.process = subprocess.Popen(command, cwd=self.model_dir, env=environment,
-                                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                stderr=subprocess.PIPE, start_new_session=True)
+                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, start_new_session=True, **popen_args)
             except OSError as error:
                 raise ActionStartError("action %s: cannot run %s: %s" % (self.full_name, " ".join(command), error))
         self.run_ids = []
@@ -1781,19 +1784,7 @@ class ManifestAction(Action):
         command = ["docker", "run", "--rm", "--name", self.container, "--publish",
                    "127.0.0.1:%d:%d" % (self.port, CONTAINER_ACTION_PORT),
                    "--memory", "%dm" % self.memory_mb, "--memory-swap", "%dm" % self.memory_mb, self.image]
-        with self.process_lock, _signals_deferred():
-            if self.closed:
-                raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
-            try:
-                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                stderr=subprocess.PIPE, start_new_session=True)
-            except OSError as error:
-                raise ActionStartError("action %s: cannot run docker: %s" % (self.full_name, error))
-        self.run_ids = []
-        self.pumps = [threading.Thread(target=self._pump, args=(stream, label, self.run_ids), daemon=True)
-                      for stream, label in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))]
-        for pump in self.pumps:
-            pump.start()
+        self._spawn(command)
 
     def initialize(self) -> None:
         # docker's port proxy accepts connections before the container listens: only an HTTP answer
