@@ -988,9 +988,9 @@ class Action(object):
         self.pumps = []  # type: List[threading.Thread]
         self.run_ids = []  # type: List[str]
         self.recent_output = collections.deque(maxlen=RECENT_LINES)  # type: collections.deque
-        self.needs_restart = False
-        # Concurrency is off, as the platform's default: one activation at a time per action.
-        self.busy = threading.Lock()
+        self.needs_start = False
+        # However many activations this container runs at once (its pool decides), one of them starts it.
+        self.start_lock = threading.Lock()
         self.process_lock = threading.Lock()
         self.closed = False
 
@@ -1014,6 +1014,10 @@ class Action(object):
         self.port = free_port()
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
         environment[RESULT_LIMIT_ENV] = str(self.args.result_limit)  # the shim answers 413 past the same limit
+        if self.args.concurrency > 1:
+            # What an operator sets for actions created with --concurrency N (container-args extra env,
+            # ConcurrencyTests.scala:51): the proxy then takes overlapping /runs.
+            environment["__OW_ALLOW_CONCURRENT"] = "true"
         # Loopback only: the endpoint is the one way in, as the controller is on the platform.
         command = [self.args.python, self.args.shim, "--port", str(self.port), "--host", "127.0.0.1"]
         with self.process_lock, _signals_deferred():
@@ -1062,34 +1066,29 @@ class Action(object):
             raise ActionStartError(self._with_output("action %s answered /init with %d: %s"
                                                      % (self.full_name, status, data.decode("utf-8", "replace"))))
 
-    def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str, give_up_at: float) -> Outcome:
-        """One activation: a /run with the invoker's payload, read as the invoker reads it."""
-        if not self.busy.acquire(timeout=max(0.0, give_up_at - time.monotonic())):
-            return Outcome(NOT_READY)
+    def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str) -> Outcome:
+        """One activation: a /run with the invoker's payload, read as the invoker reads it. The run has
+        the action's time limit (--timeout); a container that is new, timed out or failed starts first."""
         try:
-            if self.needs_restart or (self.process is not None and self.process.poll() is not None):
-                self._restart()
-            remaining = give_up_at - time.monotonic()
-            if remaining <= 0:
-                return Outcome(NOT_READY)
-            if self.process is not None:
-                self.run_ids.append(activation_id)  # where its log lines go
-            message = {"value": params, "namespace": self.args.namespace, "action_name": self.qualified_name,
-                       "action_version": ACTION_VERSION, "activation_id": activation_id,
-                       "transaction_id": transaction_id, "deadline": self._deadline()}
-            try:
-                status, length, data = self._post("/run", message, remaining)
-            except socket.timeout:
-                self._discard()
-                return Outcome(NOT_READY)
-            except (OSError, http.client.HTTPException):
-                self._discard()
-                return Outcome(DEVELOPER_ERROR, message=ABNORMAL_RUN)
-            return read_run_reply(status, length, data, self.args.result_limit)
+            with self.start_lock:
+                if self.needs_start or (self.process is not None and self.process.poll() is not None):
+                    self._restart()
         except ActionStartError as error:
             return Outcome(DEVELOPER_ERROR, message=str(error))
-        finally:
-            self.busy.release()
+        if self.process is not None:
+            self.run_ids.append(activation_id)  # where its log lines go
+        message = {"value": params, "namespace": self.args.namespace, "action_name": self.qualified_name,
+                   "action_version": ACTION_VERSION, "activation_id": activation_id,
+                   "transaction_id": transaction_id, "deadline": self._deadline()}
+        try:
+            status, length, data = self._post("/run", message, self.args.timeout)
+        except socket.timeout:
+            self._discard()
+            return Outcome(NOT_READY)
+        except (OSError, http.client.HTTPException):
+            self._discard()
+            return Outcome(DEVELOPER_ERROR, message=ABNORMAL_RUN)
+        return read_run_reply(status, length, data, self.args.result_limit)
 
     def stop(self, final: bool = False) -> None:
         """End the local action process and everything it started. `final`: no new one starts after
@@ -1112,16 +1111,19 @@ class Action(object):
         """The invoker destroys a container that timed out or failed; the next activation starts a new one."""
         if self.model_dir is not None:
             self.stop()
-            self.needs_restart = True
+            self.needs_start = True
 
     def _restart(self) -> None:
         if self.closed:
             raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
-        say("%s: starting a new action process (the previous one timed out or failed)" % self.full_name)
+        if self.process is None:
+            say("%s: starting another action process (every running one is busy)" % self.full_name)
+        else:
+            say("%s: starting a new action process (the previous one timed out or failed)" % self.full_name)
         self.stop()
         self.launch()
         self.initialize()
-        self.needs_restart = False
+        self.needs_start = False
 
     def _deadline(self) -> str:
         return str(int(time.time() * 1000 + self.args.timeout * 1000))
@@ -1226,6 +1228,148 @@ def _accepts_connections(host: str, port: int) -> bool:
     return True
 
 
+# ----------------------------------------------------------------------------- the invoker's pool, the controller's throttles
+
+
+class ContainerPool(object):
+    """The containers of one action, as the invoker keeps them: up to `size` of them, each running up
+    to `concurrency` activations at once (the action's limits.concurrency). An activation takes a free
+    slot of a running container; when there is none it starts another container while there are fewer
+    than `size` (paying the start, a model's load, itself); else it waits its turn, first come first
+    served. An action given by address is one container: the pool cannot start another."""
+
+    def __init__(self, first: Action, size: int, concurrency: int):
+        self.first = first
+        self.size = size if first.model_dir is not None else 1
+        self.concurrency = concurrency
+        self.containers = [first]
+        self.running = {first: 0}  # type: Dict[Action, int]
+        self.turns = collections.deque()  # type: collections.deque
+        self.changed = threading.Condition()
+        self.closed = False
+
+    def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str, give_up_at: float,
+               throttle: "NamespaceThrottle") -> Outcome:
+        """One activation, waited for until `give_up_at` (the controller's wait); NOT_READY after that.
+        The activation goes on without anyone waiting, queued or running, and is in flight until it
+        ends: the controller's wait ends with Left(activationId) (PrimitiveActions.scala:148, 205) and
+        cancels nothing; the load balancer counts an activation from its publication to its completion
+        (CommonLoadBalancer.scala:137, 304)."""
+        throttle.started()
+        ended = threading.Event()
+        outcomes = []  # type: List[Outcome]
+
+        def activation() -> None:
+            try:
+                outcomes.append(self._activate(params, activation_id, transaction_id))
+            finally:
+                throttle.finished()
+                ended.set()
+
+        threading.Thread(target=activation, name="activation " + activation_id, daemon=True).start()
+        if ended.wait(max(0.0, give_up_at - time.monotonic())):
+            return outcomes[0]
+        return Outcome(NOT_READY)
+
+    def close(self) -> None:
+        """Stop every container; queued activations end, none starts a container after this."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+            containers = list(self.containers)
+        for container in containers:
+            container.stop(final=True)
+
+    def _activate(self, params: Dict[str, Any], activation_id: str, transaction_id: str) -> Outcome:
+        try:
+            container = self._take_slot()
+        except ActionStartError as error:
+            return Outcome(DEVELOPER_ERROR, message=str(error))
+        try:
+            return container.invoke(params, activation_id, transaction_id)
+        finally:
+            with self.changed:
+                self.running[container] -= 1
+                self.changed.notify_all()
+
+    def _take_slot(self) -> Action:
+        turn = object()
+        with self.changed:
+            self.turns.append(turn)
+            try:
+                while True:
+                    if self.closed:
+                        raise ActionStartError("action %s: the endpoint is stopping" % self.first.full_name)
+                    container = self._free_container() if self.turns[0] is turn else None
+                    if container is not None:
+                        self.running[container] += 1
+                        return container
+                    self.changed.wait()
+            finally:
+                self.turns.remove(turn)
+                self.changed.notify_all()  # the next in line may find a slot now
+
+    def _free_container(self) -> Optional[Action]:
+        for container in self.containers:  # in start order: the longest-warm container first
+            if self.running[container] < self.concurrency:
+                return container
+        if len(self.containers) == self.size:
+            return None
+        container = Action(self.first.full_name, self.first.args, self.first.model_dir)
+        container.needs_start = True  # started by the activation that takes it, outside this lock
+        self.containers.append(container)
+        self.running[container] = 0
+        return container
+
+
+# The controller's replies when it throttles (object Messages in ErrorResponse.scala:67-73).
+TOO_MANY_PER_MINUTE = "Too many requests in the last minute (count: %d, allowed: %d)."
+TOO_MANY_CONCURRENT = "Too many concurrent requests in flight (count: %d, allowed: %d)."
+
+
+class NamespaceThrottle(object):
+    """The namespace's activation limits, as the controller checks them for a web action
+    (EntitlementProvider.checkThrottles, Entitlement.scala:212-215, with LocalEntitlementProvider and
+    a single controller: standalone OpenWhisk, and deployments before the scheduler).
+
+    First the per-minute limit (RateThrottler.scala): a count per wall-clock minute (the epoch
+    milliseconds / 60000, not a sliding window) that every check charges, refused ones too, and
+    that passes while the count, this request included, is at most the limit (TimedRateLimit,
+    ActivationThrottler.scala:65). Then the concurrent limit: the activations in flight in the
+    namespace, over all its actions, this request not included, must be below the limit
+    (ConcurrentRateLimit, ActivationThrottler.scala:59). None is no limit."""
+
+    def __init__(self, per_minute: Optional[int], concurrent: Optional[int]):
+        self.per_minute = per_minute
+        self.concurrent = concurrent
+        self.lock = threading.Lock()
+        self.minute = -1
+        self.minute_count = 0
+        self.in_flight = 0
+
+    def check(self) -> Optional[str]:
+        """Charge one request; the controller's message when a limit refuses it, else None."""
+        with self.lock:
+            if self.per_minute is not None:
+                minute = int(time.time() * 1000) // 60000  # RateInfo.getCurrentMinute
+                if minute != self.minute:
+                    self.minute, self.minute_count = minute, 0
+                self.minute_count += 1
+                if self.minute_count > self.per_minute:
+                    return TOO_MANY_PER_MINUTE % (self.minute_count, self.per_minute)
+            if self.concurrent is not None and self.in_flight >= self.concurrent:
+                return TOO_MANY_CONCURRENT % (self.in_flight, self.concurrent)
+        return None
+
+    def started(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+
+    def finished(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
 # ----------------------------------------------------------------------------- the HTTP side
 
 
@@ -1237,6 +1381,8 @@ class EndpointServer(ThreadingMixIn, HTTPServer):
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.actions = {}  # type: Dict[Tuple[str, str], Action]
+        self.pools = {}  # type: Dict[Tuple[str, str], ContainerPool]
+        self.throttle = NamespaceThrottle(args.minute_limit, args.concurrent_limit)
         HTTPServer.__init__(self, (args.host, args.port), WebActionHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -1341,6 +1487,13 @@ class WebActionHandler(BaseHTTPRequestHandler):
         if action is None or route.namespace != args.namespace:
             return self._negotiated(error_reply(404, RESOURCE_NOT_FOUND, transaction_id), [], "-", header_items,
                                     transaction_id)
+        # verifyWebAction's entitlement check comes before the size check and OPTIONS, and its refusal
+        # gets no CORS headers (WebActions.scala:496-498, 540-541, 572); RejectRequest(TooManyRequests)
+        # (Entitlement.scala:426) is a 429 with no Retry-After.
+        refusal = self.server.throttle.check()
+        if refusal is not None:
+            return self._negotiated(error_reply(429, refusal, transaction_id), [], action.full_name, header_items,
+                                    transaction_id)
         if body is None:  # validateSize, once the action is known (verifyWebAction comes first)
             message = "Request larger than allowed: %d > %d bytes." % (length, args.payload_limit)
             return self._negotiated(error_reply(413, message, transaction_id), [], action.full_name, header_items,
@@ -1358,7 +1511,8 @@ class WebActionHandler(BaseHTTPRequestHandler):
                 return rejected.reply, [], action.full_name
             return self._negotiated(rejected.reply, cors, action.full_name, header_items, transaction_id)
         activation_id = new_activation_id()
-        outcome = action.invoke(params, activation_id, transaction_id, started + args.timeout)
+        outcome = self.server.pools[action.route_key].invoke(params, activation_id, transaction_id,
+                                                            started + args.timeout, self.server.throttle)
         if outcome.kind == DEVELOPER_ERROR:
             say("%s %s: the action failed: %s" % (action.full_name, activation_id, outcome.message))
         elif outcome.kind == NOT_READY:
@@ -1513,14 +1667,35 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--result-limit", type=int, default=DEFAULT_LIMIT, metavar="BYTES",
                         help="largest /run reply the invoker accepts (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="how long the controller waits for a result before answering 202 (default %(default)g)")
+                        help="how long the controller waits for a result before answering 202, and each "
+                             "activation's time limit (default %(default)g)")
     parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
                         help="how long a client may take to send a whole request (default %(default)g)")
+    parser.add_argument("--containers", type=_count(1), default=1, metavar="N",
+                        help="action processes per model directory: the first starts with the endpoint, the others "
+                             "when an activation finds every running one busy (default %(default)s)")
+    parser.add_argument("--concurrency", type=_count(1), default=1, metavar="N",
+                        help="activations one action process runs at once, as wsk action create --concurrency; "
+                             "above 1 the shim gets __OW_ALLOW_CONCURRENT=true (default %(default)s)")
+    parser.add_argument("--concurrent-limit", type=_count(0), metavar="N",
+                        help="the namespace's activations in flight, queued ones included; more get 429 "
+                             "(OpenWhisk's default 30; default here: no limit)")
+    parser.add_argument("--minute-limit", type=_count(0), metavar="N",
+                        help="the namespace's requests per wall-clock minute; more get 429 "
+                             "(OpenWhisk's default 60; default here: no limit)")
     parser.add_argument("--python", default=sys.executable, metavar="PATH",
                         help="the Python that runs the shim for model directories (default: this one)")
     parser.add_argument("--shim", default=DEFAULT_SHIM, metavar="PATH",
                         help="the action proxy started for model directories (default: openwhisk.py beside this file)")
     return parser.parse_args(argv)
+
+
+def _count(least: int) -> Any:
+    def parse(text: str) -> int:
+        if not re.match(r"\A[0-9]+\Z", text) or int(text) < least:
+            raise argparse.ArgumentTypeError("%r is not a whole number of at least %d" % (text, least))
+        return int(text)
+    return parse
 
 
 class Shutdown(BaseException):
@@ -1591,6 +1766,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         for action in actions:
             server.actions[action.route_key] = action
+            server.pools[action.route_key] = ContainerPool(action, args.containers, args.concurrency)
             action.launch()
         for action in actions:
             action.initialize()
@@ -1615,8 +1791,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if serving.is_alive():
             server.shutdown()
         server.server_close()
-        for action in actions:
-            action.stop(final=True)
+        for pool in server.pools.values():
+            pool.close()
     return 0
 
 
@@ -1631,6 +1807,9 @@ def _announce(args: argparse.Namespace, actions: List[Action]) -> None:
     base = "http://%s:%d" % (args.host, args.port)
     for action in actions:
         say("%s: %s%s" % (action.full_name, base, action.url_path))
+        if args.containers > 1 and action.model_dir is None:
+            say("%s: an action given by address is one container; --containers applies to model directories"
+                % action.full_name)
     say("ready")
     hints = []
     for action in actions:
