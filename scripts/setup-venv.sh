@@ -2,8 +2,9 @@
 # Creates (or refreshes) the virtualenv of one dependency era under .venv/ and prints its path.
 #   max-era   Python 3.6 with the oldest MAX image pins (maxfw 1.1.0, Flask 1.0.2, Werkzeug 0.14.1)
 #   current   Python 3.11 with today's maxfw 1.1.6 and the Flask/Werkzeug it resolves to
-# Both get the example models' and the test suite's requirements. A venv is rebuilt only when
-# its requirement files change.
+# Both get the example models' and the test suite's requirements; current also gets the batch
+# client (client/, Python 3.9+) installed editable with its test extras. A venv is rebuilt only
+# when its requirement files change.
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,8 +41,12 @@ main() {
   esac
   local venv="$ROOT/.venv/$era"
   local files=("$pins" requirements/examples.txt requirements/test.txt)
+  local client=()
+  if [[ $era == current ]]; then
+    client=(client/pyproject.toml)
+  fi
   local stamp
-  stamp=$(cd "$ROOT" && cat "${files[@]}" | sha256sum | cut -d' ' -f1)
+  stamp=$(cd "$ROOT" && cat "${files[@]}" "${client[@]}" | sha256sum | cut -d' ' -f1)
   local installed_stamp=""
   if [[ -f "$venv/.requirements-stamp" ]]; then
     installed_stamp="$(cat "$venv/.requirements-stamp")"
@@ -64,6 +69,10 @@ main() {
   for file in "${files[@]}"; do args+=(-r "$ROOT/$file"); done
   log "installing ${files[*]} into $era"
   "$venv/bin/python" -m pip install -qq --disable-pip-version-check "${args[@]}" >&2
+  if ((${#client[@]})); then
+    log "installing the batch client (client/) into $era"
+    "$venv/bin/python" -m pip install -qq --disable-pip-version-check -e "$ROOT/client[test]" >&2
+  fi
   printf '%s\n' "$stamp" >"$venv/.requirements-stamp"
   printf '%s\n' "$venv"
 }

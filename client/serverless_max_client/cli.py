@@ -1,0 +1,303 @@
+"""serverless-max predict: the command line."""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any, Dict, List, Optional
+
+from . import __version__
+from .inputs import ManifestColumns, Shard, UsageError, can_count, iter_inputs
+from .platforms import message_of, platform_of
+from .progress import Progress, summary
+from .results import ResultsWriter
+from .runner import Runner, Settings
+from .spec import LIST, MULTIPART, RequestShape, apply_flags, model_base, shape_from_spec
+from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DESCRIPTION = """\
+Send every input to a deployed MAX model, as many at once as the platform allows, and write one
+JSON line per input to the results file. The request's shape (file field, form fields, JSON body)
+is read from URL/swagger.json; flags override it.
+
+URL is the deployed model's base URL (its routes are URL/model/predict, URL/swagger.json):
+  OpenWhisk web action   https://HOST/api/v1/web/NAMESPACE/default/ACTION
+  Cloud Run / Knative    https://SERVICE-HASH.a.run.app, http://SERVICE.NAMESPACE.example.com
+  Lambda function URL    https://ID.lambda-url.REGION.on.aws  (--aws-sigv4 for IAM auth)
+  Lambda Invoke API      lambda://FUNCTION  (SigV4; --lambda-endpoint for the Runtime Interface Emulator)
+  local endpoint         http://127.0.0.1:3233/api/v1/web/guest/default/ACTION
+"""
+
+EPILOG = """\
+inputs: files, directories (walked, dotfiles skipped), globs ('imgs/**/*.png'), '-' for paths on
+stdin; or --manifest rows (JSONL or CSV). Text models read each file as one text, or a manifest's
+text column. Inputs stream: a million of them need no more memory than ten.
+
+each results line: input, status (ok|failed), http_status, attempts, latency_ms, started_at,
+finished_at, attempt_log [[start, end, http status or error kind], ...], response (the model's
+JSON; for binary answers {file, content_type, bytes}), request_id, error, error_kind, batch.
+
+exit status: 0 every input ok; 1 some inputs failed (their lines say why); 2 usage or setup error
+(nothing sent); 130 interrupted (--resume finishes the run).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="serverless-max", description="Batch predictions against a deployed MAX "
+                                     "model, at the platform's limit.")
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    predict = commands.add_parser("predict", help="send every input to the model, one results line per input",
+                                  description=DESCRIPTION, epilog=EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_argument("url", metavar="URL", help="the deployed model's base URL, or lambda://FUNCTION")
+    predict.add_argument("inputs", metavar="INPUT", nargs="*", help="files, directories, globs, or - (paths on stdin)")
+    out = predict.add_argument_group("output")
+    out.add_argument("-o", "--output", default="results.jsonl", metavar="FILE",
+                     help="the results file, one JSON line per input (default %(default)s)")
+    out.add_argument("--output-dir", metavar="DIR", help="where binary answers (images...) go, named after their "
+                     "input (default: FILE.files beside the results file)")
+    out.add_argument("--resume", action="store_true", help="finish a run: keep FILE's ok lines, redo every other "
+                     "input (failed, interrupted, never sent)")
+    out.add_argument("--plot", metavar="PNG", help="draw the run (latency and requests in flight over time)")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
+    out.add_argument("--progress-interval", type=float, default=None, metavar="SECONDS",
+                     help="seconds between progress updates (default 0.5 on a terminal, 10 otherwise)")
+    out.add_argument("--dry-run", action="store_true", help="show the request shape and the first inputs; send "
+                     "no predictions")
+    source = predict.add_argument_group("inputs")
+    source.add_argument("--manifest", metavar="FILE", help="a JSONL or CSV file, one prediction per row (- for stdin)")
+    source.add_argument("--file-column", default="path", metavar="NAME",
+                        help="the manifest column naming the file to send (default %(default)s)")
+    source.add_argument("--id-column", default="id", metavar="NAME",
+                        help="the manifest column naming the input (default %(default)s; else the file, else FILE:LINE)")
+    source.add_argument("--text-column", metavar="NAME",
+                        help="the manifest column holding a text model's text (default: the model's list field)")
+    source.add_argument("--shard", metavar="K/N", help="only this machine's share: the inputs whose id hashes to K "
+                        "of N (K from 0, e.g. --shard $CLOUD_RUN_TASK_INDEX/$CLOUD_RUN_TASK_COUNT)")
+    request = predict.add_argument_group("request shape (default: from URL/swagger.json)")
+    request.add_argument("--field", metavar="NAME", help="the multipart file field (image, audio, file...)")
+    request.add_argument("--json-field", metavar="NAME", help="the JSON list field of a text model (text...)")
+    request.add_argument("-F", "--form", action="append", default=[], metavar="NAME=VALUE",
+                         help="a form field (or JSON field for JSON models) sent with every request; repeatable")
+    request.add_argument("--path", metavar="PATH", help="the predict route (default from the spec, else /model/predict)")
+    request.add_argument("--batch-size", type=int, default=1, metavar="N",
+                         help="inputs per request for models that take a list (text models); answers are split "
+                         "back per input (default %(default)s)")
+    sending = predict.add_argument_group("sending")
+    sending.add_argument("-j", "--jobs", type=int, default=64, metavar="N",
+                         help="most requests in flight; throttling lowers it, successes grow it back (default %(default)s)")
+    sending.add_argument("--retries", type=int, default=8, metavar="N",
+                         help="re-sends after 429, 502, 503, 504, 202 not-ready, connection failures and timeouts "
+                         "(default %(default)s)")
+    sending.add_argument("--timeout", type=float, default=330.0, metavar="SECONDS",
+                         help="one request's limit (default %(default)g: above OpenWhisk's 300 s action maximum)")
+    auth = predict.add_argument_group("authentication")
+    auth.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                      help="a header sent with every request, e.g. -H \"Authorization: Bearer $TOKEN\"; repeatable")
+    auth.add_argument("--whisk-auth", metavar="SECRET", help="X-Require-Whisk-Auth for a secured OpenWhisk web action")
+    auth.add_argument("--aws-sigv4", action="store_true", help="sign requests with AWS SigV4 (IAM-authenticated "
+                      "function URLs; needs botocore)")
+    auth.add_argument("--region", metavar="REGION", help="AWS region for SigV4 and lambda:// (default: AWS config)")
+    auth.add_argument("--lambda-endpoint", metavar="URL", help="the Invoke API's endpoint for lambda:// (e.g. "
+                      "http://127.0.0.1:9000 for the Runtime Interface Emulator)")
+    return parser
+
+
+def _headers(args: argparse.Namespace) -> Dict[str, str]:
+    headers = {}
+    for header in args.header:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            raise UsageError("-H takes 'Name: value', not %r" % header)
+        headers[name.strip()] = value.strip()
+    if args.whisk_auth:
+        headers["X-Require-Whisk-Auth"] = args.whisk_auth
+    return headers
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.jobs < 1:
+        raise UsageError("-j must be at least 1")
+    if args.retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if not args.inputs and not args.manifest:
+        raise UsageError("no inputs: give files, directories, globs, - (paths on stdin) or --manifest FILE")
+    if args.inputs and args.manifest:
+        raise UsageError("give either INPUT arguments or --manifest, not both")
+    if args.lambda_endpoint and not args.url.startswith("lambda://"):
+        raise UsageError("--lambda-endpoint goes with a lambda://FUNCTION target")
+
+
+def make_transport(args: argparse.Namespace, headers: Dict[str, str]) -> Any:
+    function = parse_lambda_target(args.url)
+    connections = args.jobs + 4
+    if function is not None:
+        return LambdaTransport(function, args.lambda_endpoint, args.region, headers, connections, args.timeout)
+    if not args.url.startswith(("http://", "https://")):
+        raise UsageError("URL must start with https://, http:// or lambda://, not %r" % args.url)
+    signer = Signer(args.region or region_of_function_url(args.url)) if args.aws_sigv4 else None
+    return HttpTransport(model_base(args.url), headers, connections, args.timeout, signer)
+
+
+async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
+    """The request shape from swagger.json, then the flags; a clear UsageError when neither says it."""
+    flags_say_it = bool(args.field or args.json_field)
+    where = "%s/swagger.json" % (args.url if args.url.startswith("lambda://") else model_base(args.url))
+    problem = None  # type: Optional[str]
+    shape = None  # type: Optional[RequestShape]
+    try:
+        answer = await transport.send("GET", "/swagger.json")
+    except SendError as error:
+        problem = "cannot reach %s: %s. Check the URL and that the model is deployed" % (where, error)
+        if not flags_say_it:
+            raise UsageError(problem)
+    else:
+        if answer.status in (401, 403):
+            problem = ("%s answered %d (%s): this model needs credentials: -H 'Authorization: ...', --whisk-auth "
+                       "SECRET, or --aws-sigv4" % (where, answer.status, message_of(answer.body, 200)))
+            raise UsageError(problem)
+        try:
+            spec = json.loads(answer.body.decode("utf-8")) if answer.status == 200 else None
+        except (ValueError, UnicodeDecodeError):
+            spec = None
+        if not isinstance(spec, dict) or not ("swagger" in spec or "openapi" in spec):
+            problem = ("%s answered %d %s, not a model's API document: this URL does not look like a deployed MAX "
+                       "model (check it: it is the model's base URL, whose /swagger.json and /model/predict answer)"
+                       % (where, answer.status, "(%s)" % message_of(answer.body, 120)))
+        else:
+            try:
+                shape = shape_from_spec(spec)
+            except UsageError as error:
+                problem = str(error)
+    if shape is None and not flags_say_it:
+        raise UsageError(problem or "no request shape")
+    if shape is None and problem and not args.quiet:
+        sys.stderr.write("note: %s; using the flags' request shape\n" % problem)
+    return apply_flags(shape, args.field, args.json_field, args.path, args.form)
+
+
+def describe(shape: RequestShape, args: argparse.Namespace) -> str:
+    if shape.kind == MULTIPART:
+        what = "multipart/form-data, file field %r%s" % (shape.file_field, "".join(
+            ", %s=%s" % item for item in sorted(shape.form.items())))
+    elif shape.kind == LIST:
+        what = "JSON {%r: [...]} with %d input(s) per request%s" % (shape.list_field, args.batch_size, "".join(
+            ", %s=%s" % (key, json.dumps(value)) for key, value in sorted(shape.body.items())))
+    else:
+        what = "JSON body from each manifest row%s" % "".join(
+            ", %s=%s" % (key, json.dumps(value)) for key, value in sorted(shape.body.items()))
+    if shape.query:
+        what += "; query " + "&".join("%s=%s" % item for item in sorted(shape.query.items()))
+    return "POST %s: %s (shape from %s)" % (shape.path, what, shape.source)
+
+
+def _count(runner: Runner, args: argparse.Namespace, columns: ManifestColumns, shard: Optional[Shard]) -> None:
+    try:
+        runner.stats.total = sum(1 for item in iter_inputs(args.inputs, args.manifest, columns, shard)
+                                 if not runner.writer.is_done(item.id))
+    except UsageError:
+        pass  # the run itself reports it
+
+
+async def predict(args: argparse.Namespace) -> int:
+    _check(args)
+    headers = _headers(args)
+    shard = Shard.parse(args.shard) if args.shard else None
+    transport = make_transport(args, headers)
+    async with transport:
+        shape = await read_shape(transport, args)
+        columns = ManifestColumns(file=args.file_column, id=args.id_column,
+                                  text=args.text_column or (shape.list_field if shape.kind == LIST else None))
+        inputs = iter_inputs(args.inputs, args.manifest, columns, shard)
+        if args.dry_run:
+            print("target: %s (%s)" % (args.url, platform_of(args.url)))
+            print("request: " + describe(shape, args))
+            for number, item in enumerate(inputs):
+                if number == 10:
+                    print("...")
+                    break
+                print("input: %s" % item.id)
+            return EXIT_OK
+        writer = ResultsWriter(args.output, args.resume)
+        settings = Settings(jobs=args.jobs, retries=args.retries, batch_size=args.batch_size,
+                            output_dir=args.output_dir)
+        runner = Runner(shape, transport, writer, settings)
+        if not args.quiet:
+            sys.stderr.write("%s (%s)\n%s\n" % (args.url, platform_of(args.url), describe(shape, args)))
+        bar = sys.stderr.isatty() and not args.quiet
+        if bar and can_count(args.inputs, args.manifest):
+            threading.Thread(target=_count, args=(runner, args, columns, shard), daemon=True).start()
+        interval = args.progress_interval or (0.5 if bar else 10.0)
+        progress = None if args.quiet else Progress(runner, sys.stderr, bar, interval)
+        run = asyncio.ensure_future(runner.run(inputs))
+        loop = asyncio.get_running_loop()
+
+        def interrupt() -> None:
+            runner.stats.interrupted = True
+            run.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, interrupt)
+        ticker = asyncio.ensure_future(progress.run()) if progress else None
+        try:
+            await run
+        except asyncio.CancelledError:
+            if not runner.stats.interrupted:
+                raise
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            if ticker is not None:
+                ticker.cancel()
+            if progress is not None:
+                progress.close()
+            writer.close()
+        stats = runner.stats
+        if not args.quiet:
+            summary(stats, runner.limiter.settled(stats.started + (stats.finished - stats.started) / 2), args.output)
+    if args.plot:
+        plot(args.output, args.plot)
+    if stats.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if stats.failed else EXIT_OK
+
+
+def plot(results: str, png: str) -> None:
+    try:
+        from .report import write_plot  # type: ignore
+    except ImportError as error:
+        sys.stderr.write("plotting not available (%s); the results are in %s\n" % (error, results))
+        return
+    write_plot(results, png)
+    sys.stderr.write("plot: %s\n" % png)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(predict(args))
+    except UsageError as error:
+        sys.stderr.write("serverless-max: error: %s\n" % error)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        os._exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The run: inputs streamed into a bounded queue, workers sending them under the AIMD limit with
+retries, every input's outcome one line in the results file."""
+
+import array
+import asyncio
+import dataclasses
+import itertools
+import json
+import random
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional
+
+from .concurrency import Limiter
+from .inputs import Input, read_text
+from .payloads import build_body, is_json, output_name, split_answer
+from .platforms import FAIL, OK, THROTTLED, Verdict, classify, message_of, request_id
+from .results import ResultsWriter, save_binary
+from .spec import LIST, RequestShape
+from .transport import SendError
+
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 20.0
+READ_CHUNK = 64
+
+
+@dataclass
+class Settings:
+    jobs: int = 64
+    retries: int = 8
+    batch_size: int = 1
+    output_dir: Optional[str] = None
+    backoff_base: float = BACKOFF_BASE
+    backoff_cap: float = BACKOFF_CAP
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.time)
+    finished: Optional[float] = None
+    ok: int = 0
+    failed: int = 0
+    attempts: int = 0
+    retries: int = 0
+    throttled: int = 0
+    requests_ok: int = 0
+    failure_kinds: Counter = field(default_factory=Counter)
+    signals: Counter = field(default_factory=Counter)
+    latencies: array.array = field(default_factory=lambda: array.array("d"))
+    total: Optional[int] = None   # inputs to do, once counted (progress bar)
+    interrupted: bool = False
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.failed
+
+
+@dataclass
+class Job:
+    items: List[Input]
+    attempt_log: List[List[Any]] = field(default_factory=list)
+
+
+class Runner(object):
+    def __init__(self, shape: RequestShape, transport: Any, writer: ResultsWriter, settings: Settings):
+        self.shape = shape
+        self.transport = transport
+        self.writer = writer
+        self.settings = settings
+        self.limiter = Limiter(settings.jobs)
+        self.stats = Stats()
+        self.stopping = False
+
+    # ------------------------------------------------------------------ the inputs
+
+    def _jobs(self, inputs: Iterator[Input]) -> Iterator[Job]:
+        size = self.settings.batch_size if self.shape.kind == LIST else 1
+        batch = []  # type: List[Input]
+        for item in inputs:
+            if self.writer.is_done(item.id):
+                continue
+            batch.append(item)
+            if len(batch) == size:
+                yield Job(batch)
+                batch = []
+        if batch:
+            yield Job(batch)
+
+    async def _produce(self, inputs: Iterator[Input], queue: "asyncio.Queue[Optional[Job]]") -> None:
+        jobs = self._jobs(inputs)
+        while not self.stopping:
+            # Walking directories and reading stdin may block: a thread does it, a chunk at a time.
+            chunk = await asyncio.to_thread(lambda: list(itertools.islice(jobs, READ_CHUNK)))
+            if not chunk:
+                break
+            for job in chunk:
+                await queue.put(job)
+        for _ in range(self.settings.jobs):
+            await queue.put(None)
+
+    async def run(self, inputs: Iterator[Input]) -> Stats:
+        queue = asyncio.Queue(maxsize=self.settings.jobs * 2)  # type: asyncio.Queue[Optional[Job]]
+        producer = asyncio.ensure_future(self._produce(inputs, queue))
+        workers = [asyncio.ensure_future(self._work(queue)) for _ in range(self.settings.jobs)]
+        try:
+            await asyncio.gather(producer, *workers)
+        finally:
+            for task in [producer] + workers:
+                task.cancel()
+            await asyncio.gather(producer, *workers, return_exceptions=True)
+            self.stats.finished = time.time()
+        return self.stats
+
+    async def _work(self, queue: "asyncio.Queue[Optional[Job]]") -> None:
+        while True:
+            job = await queue.get()
+            if job is None:
+                return
+            await self._process(job)
+
+    # ------------------------------------------------------------------ one request
+
+    def _readable(self, job: Job) -> List[Input]:
+        """The job's inputs that can be read; the others get their failed line now."""
+        if self.shape.kind != LIST:
+            return job.items
+        readable = []
+        for item in job.items:
+            try:
+                readable.append(dataclasses.replace(item, text=read_text(item)))
+            except (OSError, ValueError) as error:
+                self._fail([item], job, None, "unreadable input", "cannot read %s: %s" % (item.path, _reason(error)))
+        return readable
+
+    async def _process(self, job: Job) -> None:
+        items = self._readable(job)
+        if not items:
+            return
+        try:
+            body, content_type = build_body(self.shape, items)
+        except (OSError, ValueError) as error:
+            self._fail(items, job, None, "unreadable input", "cannot read %s: %s" % (items[0].path, _reason(error)))
+            return
+        attempts = self.settings.retries + 1
+        for attempt in range(1, attempts + 1):
+            started = await self.limiter.acquire()
+            answer, error = None, None
+            try:
+                answer = await self.transport.send("POST", self.shape_path, body, content_type)
+                verdict = classify(answer.status, answer.headers, answer.body)
+            except SendError as send_error:
+                error = send_error
+                verdict = Verdict("transient", None, str(send_error))
+            except BaseException:
+                await self.limiter.release(started, throttled=False, succeeded=False)
+                raise
+            finished = time.time()
+            await self.limiter.release(started, verdict.kind == THROTTLED, verdict.kind == OK, verdict.retry_after)
+            job.attempt_log.append([round(started, 6), round(finished, 6),
+                                    answer.status if answer is not None else error.kind])  # type: ignore
+            self.stats.attempts += 1
+            if verdict.kind == THROTTLED:
+                self.stats.throttled += 1
+            if verdict.signal:
+                self.stats.signals[verdict.signal] += 1
+            if verdict.kind == OK:
+                self.stats.requests_ok += 1
+                self._succeed(items, job, answer)
+                return
+            if verdict.kind == FAIL:
+                assert answer is not None
+                self._fail(items, job, answer, "HTTP %d" % answer.status, verdict.message or "", answer.headers)
+                return
+            if attempt == attempts:
+                last = ("HTTP %d (%s)" % (answer.status, verdict.signal or message_of(answer.body))
+                        if answer is not None else str(error))
+                kind = "gave up: " + (("HTTP %d" % answer.status) if answer is not None else error.kind)  # type: ignore
+                self._fail(items, job, answer, kind, "no answer after %d attempts (--retries %d); the last: %s"
+                           % (attempts, self.settings.retries, last), answer.headers if answer else None)
+                return
+            self.stats.retries += 1
+            delay = random.uniform(0, min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (attempt - 1)))
+            await asyncio.sleep(max(delay, verdict.retry_after or 0.0))
+
+    @property
+    def shape_path(self) -> str:
+        path = self.shape.path
+        if self.shape.query:
+            path += "?" + urllib.parse.urlencode(self.shape.query)
+        return path
+
+    # ------------------------------------------------------------------ the lines
+
+    def _record(self, item: Input, job: Job, status: str, answer: Any, response: Any, error: Optional[str],
+                error_kind: Optional[str] = None, headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        last = job.attempt_log[-1] if job.attempt_log else None
+        return {
+            "input": item.id, "status": status,
+            "http_status": answer.status if answer is not None else None,
+            "attempts": len(job.attempt_log),
+            "latency_ms": round((last[1] - last[0]) * 1000, 3) if last else None,
+            "started_at": last[0] if last else None, "finished_at": last[1] if last else None,
+            "attempt_log": job.attempt_log,
+            "response": response,
+            "request_id": request_id(headers or (answer.headers if answer is not None else {})),
+            "error": error, "error_kind": error_kind,
+            "batch": len(job.items) if len(job.items) > 1 else None,
+        }
+
+    def _succeed(self, items: List[Input], job: Job, answer: Any) -> None:
+        content_type = answer.headers.get("content-type", "")
+        if is_json(content_type) or (self.shape.kind == LIST and not content_type):
+            try:
+                value = json.loads(answer.body.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                self._fail(items, job, answer, "answer not JSON",
+                           "the answer says it is JSON but is not: " + message_of(answer.body, 200))
+                return
+            parts = split_answer(value, len(items))
+            if parts is None:
+                self._fail(items, job, answer, "answer not split",
+                           "the answer to %d inputs has no list of %d predictions to split; use --batch-size 1"
+                           % (len(items), len(items)))
+                return
+            for item, part in zip(items, parts):
+                self._write_ok(item, job, answer, part)
+            return
+        output_dir = self.settings.output_dir or (self.writer.path + ".files")
+        for item in items:
+            relative = output_name(item.name or item.id, content_type)
+            path = save_binary(output_dir, relative, answer.body)
+            self._write_ok(item, job, answer, {"file": path, "content_type": content_type, "bytes": len(answer.body)})
+
+    def _write_ok(self, item: Input, job: Job, answer: Any, response: Any) -> None:
+        self.writer.write(self._record(item, job, "ok", answer, response, None))
+        self.stats.ok += 1
+        last = job.attempt_log[-1]
+        self.stats.latencies.append(last[1] - last[0])
+
+    def _fail(self, items: List[Input], job: Job, answer: Any, kind: str, message: str,
+              headers: Optional[Dict[str, str]] = None) -> None:
+        response = None
+        if answer is not None and is_json(answer.headers.get("content-type", "")):
+            try:
+                response = json.loads(answer.body.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                response = None
+        for item in items:
+            self.writer.write(self._record(item, job, "failed", answer, response, message, kind, headers))
+            self.stats.failed += 1
+            self.stats.failure_kinds[kind] += 1
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8 text (%s)" % error.reason
+    return str(error)
