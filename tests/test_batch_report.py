@@ -4,7 +4,9 @@ HTML page that headless Chromium renders with its summary and the figure inline.
 
 The results file is made up here: a run with a cold start (slow first answers), a stretch of
 throttling (fast 429s, then a retry that is answered) and inputs that failed, with the fields the
-client writes. matplotlib is the client's [plot] extra: without it the tests skip.
+client writes. Then the command line, as a child process: `serverless-max report RESULTS --plot
+FILE`, its errors (no results file, no matplotlib), and `predict --plot` drawing a real run against
+bench/noop_server.py on loopback. matplotlib is the client's [plot] extra: without it the tests skip.
 """
 
 import json
@@ -12,6 +14,7 @@ import os
 import re
 import random
 import shutil
+import subprocess
 import sys
 from typing import Any, Dict, List
 
@@ -23,6 +26,7 @@ pytest.importorskip("matplotlib", reason="the picture needs the client's [plot] 
 PIL_Image = pytest.importorskip("PIL.Image")
 
 from serverless_max_client import report  # noqa: E402
+from support import ServerProcess, free_port  # noqa: E402
 
 RUN_START = 1764748800.0  # 2025-12-03 08:00:00 UTC
 INPUTS = 600
@@ -216,3 +220,60 @@ def test_html_page_renders_in_chromium(results_path: str, tmp_path: Any) -> None
     assert rows["inputs"] == "{:,}".format(INPUTS)
     assert rows["throttled attempts"].endswith("%")
     assert len(screenshot) > 10000
+
+
+# ----------------------------------------------------------------------------- the command line
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLIENT_DIR = os.path.join(ROOT, "client")
+NOOP_SERVER = os.path.join(ROOT, "bench", "noop_server.py")
+
+
+def client(*arguments: str, blocked_module: str = "") -> "subprocess.CompletedProcess[str]":
+    """The real command line, `serverless-max ...`, in a child process (optionally unable to import a module)."""
+    code = "import sys; from serverless_max_client.cli import main; sys.exit(main())"
+    if blocked_module:
+        code = "import sys; sys.modules[%r] = None; " % blocked_module + code
+    env = dict(os.environ, PYTHONPATH=CLIENT_DIR)
+    return subprocess.run([sys.executable, "-c", code] + list(arguments), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=120)
+
+
+def test_report_command_draws_a_results_file(results_path: str, tmp_path: Any) -> None:
+    out = str(tmp_path / "run.png")
+    finished = client("report", results_path, "--plot", out)
+    assert finished.returncode == 0, finished.stderr
+    assert "plot: " + out in finished.stderr
+    with PIL_Image.open(out) as picture:
+        assert picture.format == "PNG"
+
+
+def test_report_command_says_why_it_cannot_draw(results_path: str, tmp_path: Any) -> None:
+    missing = client("report", str(tmp_path / "missing.jsonl"), "--plot", str(tmp_path / "run.png"))
+    assert missing.returncode == 2
+    assert "cannot read the results file" in missing.stderr and "Traceback" not in missing.stderr
+    without_matplotlib = client("report", results_path, "--plot", str(tmp_path / "run.png"), blocked_module="matplotlib")
+    assert without_matplotlib.returncode == 2
+    assert "[plot]" in without_matplotlib.stderr and "Traceback" not in without_matplotlib.stderr
+    assert not os.path.exists(str(tmp_path / "run.png"))
+
+
+def test_predict_draws_its_run_at_the_end(tmp_path: Any) -> None:
+    """`predict --plot run.html` against a real (no-op) model endpoint: the results, then the page."""
+    port = free_port()
+    server = ServerProcess([sys.executable, NOOP_SERVER, str(port)], port, ROOT, name="noop",
+                           log_dir=str(tmp_path))
+    try:
+        server.wait_for_port()
+        for index in range(20):
+            (tmp_path / ("input-%02d.jpg" % index)).write_bytes(b"\xff\xd8 not really a JPEG \xff\xd9")
+        results, page = str(tmp_path / "results.jsonl"), str(tmp_path / "run.html")
+        finished = client("predict", "http://127.0.0.1:%d" % port, str(tmp_path / "input-*.jpg"), "-o", results,
+                          "--plot", page, "-q")
+    finally:
+        server.stop()
+    assert finished.returncode == 0, finished.stderr
+    with open(results, encoding="utf-8") as stream:
+        assert sum(1 for line in stream if json.loads(line)["status"] == "ok") == 20
+    with open(page, encoding="utf-8") as stream:
+        assert "<td>20</td>" in stream.read()
