@@ -116,6 +116,15 @@ def test_in_flight_counts_requests_sent_and_not_yet_answered() -> None:
     assert list(report.in_flight_at(starts, ends, numpy.array([0.0, 0.5, 1.0, 2.0, 2.7, 3.0]))) == [2, 2, 2, 1, 2, 0]
 
 
+def test_mean_in_flight_per_bucket_is_the_time_spent_in_flight_over_its_length() -> None:
+    numpy = pytest.importorskip("numpy")
+    starts = numpy.array([0.0, 0.5, 3.0])
+    ends = numpy.array([1.0, 1.5, 3.001])
+    means = report.mean_in_flight(starts, ends, numpy.array([0.0, 1.0, 2.0, 4.0]))
+    # A request of 1 ms in a 2 s bucket is a mean of 0.0005, not 0 or 1 as a sample would say.
+    assert list(numpy.round(means, 6)) == [1.5, 0.5, 0.0005]
+
+
 def test_outcomes_of_statuses_and_error_kinds() -> None:
     assert [report.outcome_of(result) for result in (200, 204, 302, 429, 503, 202, 400, 413, 500, 502, "timeout", "connect")] == [
         report.ANSWERED, report.ANSWERED, report.ANSWERED, report.THROTTLED, report.THROTTLED,
