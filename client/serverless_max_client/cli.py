@@ -15,7 +15,7 @@ from .platforms import message_of, platform_of
 from .progress import Progress, summary
 from .results import ResultsWriter
 from .runner import Runner, Settings
-from .spec import LIST, MULTIPART, RequestShape, apply_flags, model_base, shape_from_spec
+from .spec import LIST, MULTIPART, RequestShape, apply_flags, model_base, shape_from_spec, under_base
 from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     source = predict.add_argument_group("inputs")
     source.add_argument("--manifest", metavar="FILE", help="a JSONL or CSV file, one prediction per row (- for stdin)")
     source.add_argument("--file-column", default="path", metavar="NAME",
-                        help="the manifest column naming the file to send (default %(default)s)")
+                        help="the manifest column naming the file to send, for file upload models (default "
+                        "%(default)s); the other columns are form fields (JSON fields for JSON models)")
     source.add_argument("--id-column", default="id", metavar="NAME",
                         help="the manifest column naming the input (default %(default)s; else the file, else FILE:LINE)")
     source.add_argument("--text-column", metavar="NAME",
@@ -184,7 +185,7 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
                        % (where, answer.status, "(%s)" % message_of(answer.body, 120)))
         else:
             try:
-                shape = shape_from_spec(spec)
+                shape = under_base(shape_from_spec(spec), "" if args.url.startswith("lambda://") else model_base(args.url))
             except UsageError as error:
                 problem = str(error)
     if shape is None and not flags_say_it:
@@ -224,7 +225,7 @@ async def predict(args: argparse.Namespace) -> int:
     transport = make_transport(args, headers)
     async with transport:
         shape = await read_shape(transport, args)
-        columns = ManifestColumns(file=args.file_column, id=args.id_column,
+        columns = ManifestColumns(file=args.file_column if shape.kind == MULTIPART else None, id=args.id_column,
                                   text=args.text_column or (shape.list_field if shape.kind == LIST else None))
         inputs = iter_inputs(args.inputs, args.manifest, columns, shard)
         if args.dry_run:

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
 
 
 class UsageError(Exception):
@@ -25,7 +25,7 @@ class UsageError(Exception):
 class Input:
     id: str
     path: Optional[str] = None          # the file to send (multipart models) or to read as text (list models)
-    fields: Dict[str, str] = field(default_factory=dict)  # a manifest row's other columns
+    fields: Dict[str, Any] = field(default_factory=dict)  # a manifest row's other columns (JSONL: typed)
     text: Optional[str] = None          # a manifest row's item for a list model
     name: Optional[str] = None          # where a binary answer goes under --output-dir (relative)
 
@@ -106,12 +106,13 @@ def _paths(argument: str, stdin: TextIO) -> Iterator[Tuple[str, str]]:
 
 @dataclass
 class ManifestColumns:
-    file: Optional[str] = None   # the column naming the file to send
+    file: Optional[str] = None   # the column naming the file to send (file upload models)
     id: Optional[str] = None     # the column naming the input; default the file, else MANIFEST:LINE
     text: Optional[str] = None   # the column holding a list model's item
 
 
-def _rows(manifest: str, stdin: TextIO) -> Iterator[Dict[str, object]]:
+def _rows(manifest: str, stdin: TextIO) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """(line number, row) for each row of a CSV (with a header line) or JSONL manifest."""
     stream = stdin if manifest == "-" else None
     try:
         stream = stream or open(manifest, encoding="utf-8", newline="")
@@ -121,7 +122,7 @@ def _rows(manifest: str, stdin: TextIO) -> Iterator[Dict[str, object]]:
         if manifest.lower().endswith(".csv"):
             reader = csv.DictReader(stream)
             for row in reader:
-                yield dict((key, value) for key, value in row.items() if key is not None)
+                yield reader.line_num, dict((key, value) for key, value in row.items() if key is not None)
             return
         for number, line in enumerate(stream, 1):
             if not line.strip():
@@ -132,15 +133,15 @@ def _rows(manifest: str, stdin: TextIO) -> Iterator[Dict[str, object]]:
                 raise UsageError("%s line %d is not JSON: %s" % (manifest, number, error))
             if not isinstance(row, dict):
                 raise UsageError("%s line %d is not a JSON object" % (manifest, number))
-            yield row
+            yield number, row
 
 
 def _manifest_inputs(manifest: str, columns: ManifestColumns, stdin: TextIO) -> Iterator[Input]:
     base = os.path.dirname(manifest) if manifest != "-" else ""
-    for number, row in enumerate(_rows(manifest, stdin), 1):
+    for number, row in _rows(manifest, stdin):
         path = row.pop(columns.file, None) if columns.file else None
         text = row.pop(columns.text, None) if columns.text else None
-        if columns.file and path is None and columns.text is None:
+        if columns.file and path is None:
             raise UsageError("%s row %d has no %r column (choose the file column with --file-column)"
                              % (manifest, number, columns.file))
         explicit_id = row.pop(columns.id, None) if columns.id else None
@@ -150,7 +151,7 @@ def _manifest_inputs(manifest: str, columns: ManifestColumns, stdin: TextIO) -> 
             if base and not os.path.isabs(path):
                 path = os.path.join(base, path)  # relative to the manifest, like a playlist's entries
         input_id = str(explicit_id) if explicit_id is not None else (path or "%s:%d" % (manifest, number))
-        fields = dict((str(key), value if isinstance(value, str) else json.dumps(value)) for key, value in row.items())
+        fields = dict((str(key), value) for key, value in row.items())
         yield Input(input_id, path=path, fields=fields, text=None if text is None else str(text), name=name)
 
 
@@ -177,5 +178,7 @@ def read_text(item: Input) -> str:
     """A list model's item: the manifest's text, else the file's contents as UTF-8."""
     if item.text is not None:
         return item.text
-    with io.open(item.path or "", encoding="utf-8") as stream:
+    if item.path is None:
+        raise ValueError("the row has neither text nor a file")
+    with io.open(item.path, encoding="utf-8") as stream:
         return stream.read()

@@ -11,13 +11,6 @@ from .inputs import Input, read_text
 from .spec import LIST, MULTIPART, RequestShape
 
 
-def _json_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def build_body(shape: RequestShape, items: List[Input]) -> Tuple[bytes, str]:
     """(body, content type). Raises OSError / UnicodeDecodeError when an input cannot be read."""
     if shape.kind == MULTIPART:
@@ -25,7 +18,9 @@ def build_body(shape: RequestShape, items: List[Input]) -> Tuple[bytes, str]:
         with open(item.path or "", "rb") as stream:
             data = stream.read()
         media_type = mimetypes.guess_type(item.path or "")[0] or "application/octet-stream"
-        fields = list(dict(shape.form, **item.fields).items())  # type: List[Any]
+        form = dict(shape.form)
+        form.update((name, value if isinstance(value, str) else json.dumps(value)) for name, value in item.fields.items())
+        fields = list(form.items())  # type: List[Any]
         fields.append((shape.file_field, (os.path.basename(item.path or "input"), data, media_type)))
         return encode_multipart_formdata(fields)
     if shape.kind == LIST:
@@ -41,8 +36,7 @@ def build_body(shape: RequestShape, items: List[Input]) -> Tuple[bytes, str]:
         if not isinstance(document, dict):
             raise ValueError("%s is not a JSON object" % item.path)
         body.update(document)
-    for name, value in item.fields.items():
-        body[name] = _json_value(value)
+    body.update(item.fields)
     return json.dumps(body).encode("utf-8"), "application/json"
 
 

@@ -31,6 +31,7 @@ class RequestShape:
     query: Dict[str, str] = field(default_factory=dict)   # query parameters with defaults
     body: Dict[str, Any] = field(default_factory=dict)    # JSON fields sent with every request
     source: str = "flags"                                   # where the shape came from, for --dry-run
+    base_path: str = "/"                                    # the spec's basePath
 
 
 def _resolve(spec: Dict[str, Any], schema: Dict[str, Any]) -> Dict[str, Any]:
@@ -72,7 +73,7 @@ def _default_text(value: Any) -> str:
 def shape_from_spec(spec: Dict[str, Any]) -> RequestShape:
     path, operation = predict_operation(spec)
     base_path = spec.get("basePath") or "/"
-    full_path = base_path.rstrip("/") + path
+    full_path = path
     files, form, query, body_schema = [], {}, {}, None
     for parameter in operation.get("parameters", []):
         parameter = _resolve(spec, parameter)
@@ -89,7 +90,8 @@ def shape_from_spec(spec: Dict[str, Any]) -> RequestShape:
         if len(files) > 1:
             raise UsageError("the predict operation takes several files (%s); choose one with --field"
                              % ", ".join(files))
-        return RequestShape(MULTIPART, full_path, file_field=files[0], form=form, query=query, source="swagger.json")
+        return RequestShape(MULTIPART, full_path, file_field=files[0], form=form, query=query, source="swagger.json",
+                            base_path=base_path)
     if body_schema is not None:
         properties = body_schema.get("properties", {})
         lists = [name for name, schema in properties.items()
@@ -97,10 +99,12 @@ def shape_from_spec(spec: Dict[str, Any]) -> RequestShape:
                  and _resolve(spec, _resolve(spec, schema).get("items", {})).get("type") in ("string", None)]
         required = body_schema.get("required", [])
         if len(lists) == 1 and all(name in lists for name in required):
-            return RequestShape(LIST, full_path, list_field=lists[0], query=query, source="swagger.json")
+            return RequestShape(LIST, full_path, list_field=lists[0], query=query, source="swagger.json",
+                                base_path=base_path)
         defaults = dict((name, _resolve(spec, schema)["default"]) for name, schema in properties.items()
                         if "default" in _resolve(spec, schema))
-        return RequestShape(JSON_BODY, full_path, body=defaults, query=query, source="swagger.json")
+        return RequestShape(JSON_BODY, full_path, body=defaults, query=query, source="swagger.json",
+                            base_path=base_path)
     raise UsageError("the predict operation %s takes neither a file nor a JSON body; %s" % (full_path, HOW_TO_SHAPE))
 
 
@@ -135,11 +139,13 @@ def apply_flags(shape: Optional[RequestShape], file_field: Optional[str], json_f
     return shape
 
 
-def predict_url(base: str, shape: RequestShape) -> str:
-    url = base.rstrip("/") + shape.path
-    if shape.query:
-        url += ("&" if "?" in url else "?") + urllib.parse.urlencode(shape.query)
-    return url
+def under_base(shape: RequestShape, base_url: str) -> RequestShape:
+    """The predict path relative to the base URL. The spec's basePath is where the app is mounted as
+    the app sees it: behind OpenWhisk it is the web action's path, which the base URL already holds.
+    Only a base URL without a path (a gateway that mounts the app below its root) takes it."""
+    if urllib.parse.urlsplit(base_url).path.strip("/") == "" and shape.base_path.strip("/"):
+        shape.path = "/" + shape.base_path.strip("/") + shape.path
+    return shape
 
 
 def model_base(url: str) -> str:

@@ -1,0 +1,317 @@
+"""The batch client's parts, each with real inputs: request shapes from swagger.json documents that
+flask-restx itself generates for real MAX models' parsers and models, the platforms' "not now"
+answers, the AIMD limit, shards, answer splitting and the results file after a kill.
+
+The client needs Python 3.9+; it is installed in the current-era venv only.
+"""
+
+import asyncio
+import json
+import os
+import sys
+
+import pytest
+
+if sys.version_info < (3, 9):
+    pytest.skip("the batch client runs on Python 3.9+ (installed in the current-era venv only)",
+                allow_module_level=True)
+
+from serverless_max_client import inputs, payloads, platforms, results, spec  # noqa: E402
+from serverless_max_client.concurrency import Limiter  # noqa: E402
+from serverless_max_client.inputs import Input, UsageError  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- real MAX models' specs
+
+def restx_spec(declare):
+    """swagger.json as flask-restx (maxfw's toolkit) writes it for a predict resource under /model."""
+    import flask
+    import flask_restx
+    from werkzeug.datastructures import FileStorage
+    app = flask.Flask("spec")
+    api = flask_restx.Api(app)
+    namespace = api.namespace("model")
+    declare(namespace, flask_restx.fields, FileStorage)
+    return app.test_client().get("/swagger.json").get_json()
+
+
+def object_detector(ns, fields, FileStorage):
+    """IBM/MAX-Object-Detector api/predict.py: an image file and a threshold with a default."""
+    parser = ns.parser()
+    parser.add_argument("image", type=FileStorage, location="files", required=True, help="An image file")
+    parser.add_argument("threshold", type=float, default=0.7, help="Probability threshold")
+
+    @ns.route("/predict")
+    class Predict(__import__("flask_restx").Resource):
+        @ns.doc("predict")
+        @ns.expect(parser)
+        def post(self):
+            return {}
+
+
+def audio_classifier(ns, fields, FileStorage):
+    """IBM/MAX-Audio-Classifier api/predict.py: audio file, start_time default 0, filter (split list)."""
+    parser = ns.parser()
+    parser.add_argument("audio", type=FileStorage, location="files", required=True, help="WAV audio")
+    parser.add_argument("start_time", type=float, default=0, help="seconds into the clip")
+    parser.add_argument("filter", required=False, action="split", help="labels to keep")
+
+    @ns.route("/predict")
+    class Predict(__import__("flask_restx").Resource):
+        @ns.doc("predict")
+        @ns.expect(parser)
+        def post(self):
+            return {}
+
+
+def toxic_comment_classifier(ns, fields, FileStorage):
+    """IBM/MAX-Toxic-Comment-Classifier api/predict.py: JSON {"text": [strings]}, validated."""
+    model_input = ns.model("ModelInput", {"text": fields.List(fields.String, required=True, description="comments")})
+
+    @ns.route("/predict")
+    class Predict(__import__("flask_restx").Resource):
+        @ns.doc("predict")
+        @ns.expect(model_input, validate=True)
+        def post(self):
+            return {}
+
+
+def named_entity_tagger(ns, fields, FileStorage):
+    """IBM/MAX-Named-Entity-Tagger api/predict.py: JSON {"text": "one string"}."""
+    model_input = ns.model("ModelInput", {"text": fields.String(required=True, description="text")})
+
+    @ns.route("/predict")
+    class Predict(__import__("flask_restx").Resource):
+        @ns.doc("predict")
+        @ns.expect(model_input)
+        def post(self):
+            return {}
+
+
+def metadata_only(ns, fields, FileStorage):
+    @ns.route("/metadata")
+    class Metadata(__import__("flask_restx").Resource):
+        def get(self):
+            return {}
+
+
+def test_image_model_with_a_query_default():
+    shape = spec.shape_from_spec(restx_spec(object_detector))
+    assert (shape.kind, shape.path, shape.file_field) == (spec.MULTIPART, "/model/predict", "image")
+    assert shape.query == {"threshold": "0.7"}
+    spec.apply_flags(shape, None, None, None, ["threshold=0.5", "extra=1"])
+    assert shape.query == {"threshold": "0.5"} and shape.form == {"extra": "1"}
+
+
+def test_audio_model():
+    shape = spec.shape_from_spec(restx_spec(audio_classifier))
+    assert (shape.kind, shape.file_field) == (spec.MULTIPART, "audio")
+    assert shape.query == {"start_time": "0"}
+
+
+def test_text_list_model():
+    shape = spec.shape_from_spec(restx_spec(toxic_comment_classifier))
+    assert (shape.kind, shape.list_field) == (spec.LIST, "text")
+
+
+def test_json_body_model():
+    shape = spec.shape_from_spec(restx_spec(named_entity_tagger))
+    assert shape.kind == spec.JSON_BODY
+    body, content_type = payloads.build_body(shape, [Input("r1", fields={"text": "John lives in Brussels"})])
+    assert content_type == "application/json" and json.loads(body) == {"text": "John lives in Brussels"}
+
+
+def test_spec_without_predict_says_which_flags():
+    with pytest.raises(UsageError) as error:
+        spec.shape_from_spec(restx_spec(metadata_only))
+    assert "no predict operation" in str(error.value) and "--field" in str(error.value)
+    assert "--json-field" in str(error.value)
+
+
+def test_flags_alone_and_their_conflicts():
+    with pytest.raises(UsageError, match="--field NAME"):
+        spec.apply_flags(None, None, None, None, [])
+    with pytest.raises(UsageError, match="exclude"):
+        spec.apply_flags(None, "image", "text", None, [])
+    shape = spec.apply_flags(None, None, "text", "model/predict", ["lang=\"en\""])
+    assert (shape.kind, shape.path, shape.body) == (spec.LIST, "/model/predict", {"lang": "en"})
+    with pytest.raises(UsageError, match="NAME=VALUE"):
+        spec.apply_flags(None, "image", None, None, ["novalue"])
+
+
+def test_model_base_strips_routes():
+    assert spec.model_base("https://h/api/v1/web/ns/default/a/model/predict") == "https://h/api/v1/web/ns/default/a"
+    assert spec.model_base("https://x.run.app/swagger.json") == "https://x.run.app"
+    assert spec.model_base("https://x.run.app/") == "https://x.run.app"
+
+
+# ----------------------------------------------------------------------------- requests and answers
+
+def test_multipart_body_carries_the_file_and_fields(tmp_path):
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"\x89PNG fake")
+    shape = spec.RequestShape(spec.MULTIPART, file_field="image", form={"threshold": "0.7"})
+    body, content_type = payloads.build_body(shape, [Input(str(image), path=str(image), fields={"n": 3})])
+    assert content_type.startswith("multipart/form-data; boundary=")
+    assert b'name="image"; filename="cat.png"' in body and b"Content-Type: image/png" in body
+    assert b"\x89PNG fake" in body and b'name="threshold"\r\n\r\n0.7' in body and b'name="n"\r\n\r\n3' in body
+
+
+def test_split_answer_per_input():
+    answer = {"status": "ok", "predictions": [{"p": 1}, {"p": 2}]}
+    assert payloads.split_answer(answer, 2) == [{"status": "ok", "predictions": [{"p": 1}]},
+                                                {"status": "ok", "predictions": [{"p": 2}]}]
+    assert payloads.split_answer({"status": "ok", "predictions": [1]}, 2) is None
+    assert payloads.split_answer([1, 2], 2) is None
+
+
+def test_output_names_stay_under_the_output_dir():
+    assert payloads.output_name("sub/cat.jpg", "image/png") == os.path.join("sub", "cat.png")
+    assert payloads.output_name("../../etc/passwd", "image/png") == os.path.join("etc", "passwd.png")
+    assert payloads.output_name("/abs/x.png", "application/octet-stream") == os.path.join("abs", "x.bin")
+
+
+@pytest.mark.parametrize("status,headers,body,kind,signal", [
+    (429, {}, b'{"error": "Too many concurrent requests in flight (count: 31, allowed: 30).", "code": "t"}',
+     platforms.THROTTLED, "OpenWhisk 429 Too many concurrent requests in flight"),
+    (429, {}, b'{"error": "Too many requests in the last minute (count: 121, allowed: 120).", "code": "t"}',
+     platforms.THROTTLED, "OpenWhisk 429 Too many requests in the last minute"),
+    (202, {"x-openwhisk-activation-id": "abc"}, b'{"error": "Response not yet ready.", "code": "t"}',
+     platforms.THROTTLED, "OpenWhisk 202 Response not yet ready (re-sent)"),
+    (429, {"x-amzn-errortype": "TooManyRequestsException"},
+     b'{"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User", "message": "Rate Exceeded.",'
+     b' "retryAfterSeconds": "2"}', platforms.THROTTLED,
+     "Lambda 429 TooManyRequestsException (ReservedFunctionConcurrentInvocationLimitExceeded)"),
+    (429, {"x-amzn-errortype": "ThrottlingException"}, b'{"message": "Rate exceeded"}', platforms.THROTTLED,
+     "Lambda function URL 429 ThrottlingException"),
+    (500, {"x-amzn-requestid": "r"}, b'{"message": "Internal server error"}', platforms.THROTTLED,
+     "API Gateway 500 Internal server error (a throttled or failed Lambda)"),
+    (503, {}, b"pending request queue full\n", platforms.THROTTLED, "Knative queue-proxy 503 pending request queue full"),
+    (429, {"retry-after": "3"}, b"Rate exceeded.", platforms.THROTTLED,
+     "HTTP 429 Too Many Requests (Cloud Run: no instance available; or a gateway's rate limit)"),
+    (502, {}, b"Bad Gateway", platforms.TRANSIENT, "HTTP 502 from a gateway"),
+    (504, {}, b"", platforms.TRANSIENT, "HTTP 504 from a gateway"),
+    (500, {}, b'{"message": "model crashed"}', platforms.FAIL, None),
+    (400, {}, b'{"message": "Please submit a valid image"}', platforms.FAIL, None),
+    (200, {}, b"{}", platforms.OK, None),
+])
+def test_each_platforms_not_now(status, headers, body, kind, signal):
+    verdict = platforms.classify(status, headers, body)
+    assert (verdict.kind, verdict.signal) == (kind, signal)
+
+
+def test_retry_after_from_header_or_lambda_body():
+    assert platforms.classify(429, {"retry-after": "3"}, b"").retry_after == 3.0
+    assert platforms.classify(429, {"x-amzn-errortype": "TooManyRequestsException"},
+                              b'{"retryAfterSeconds": "2", "Reason": "x"}').retry_after == 2.0
+
+
+def test_413_says_which_limit_and_what_to_do():
+    verdict = platforms.classify(413, {}, b'{"error": "Request larger than allowed: 2000000 > 1048576 bytes."}')
+    assert verdict.kind == platforms.FAIL
+    assert "Request larger than allowed" in verdict.message and "OpenWhisk: 1 MB" in verdict.message
+    assert "resize" in verdict.message
+
+
+# ----------------------------------------------------------------------------- AIMD
+
+def test_aimd_halves_once_per_round_and_grows_back():
+    async def scenario():
+        limiter = Limiter(16)
+        slots = [await limiter.acquire() for _ in range(16)]
+        assert limiter.in_flight == 16
+        # Every request of the round comes back throttled: one cut, not sixteen.
+        for started in slots:
+            await limiter.release(started, throttled=True, succeeded=False)
+        assert limiter.allowed() == 8 and limiter.cuts == 1
+        started = await limiter.acquire()
+        await limiter.release(started, throttled=True, succeeded=False)  # a new round: cut again
+        assert limiter.allowed() == 4
+        for _ in range(40):
+            started = await limiter.acquire()
+            await limiter.release(started, throttled=False, succeeded=True)
+        assert 8 <= limiter.allowed() <= 16
+        return limiter
+    asyncio.run(scenario())
+
+
+def test_retry_after_pauses_new_requests():
+    async def scenario():
+        limiter = Limiter(4)
+        started = await limiter.acquire()
+        await limiter.release(started, throttled=True, succeeded=False, retry_after=0.3)
+        before = asyncio.get_running_loop().time()
+        await limiter.acquire()
+        return asyncio.get_running_loop().time() - before
+    assert asyncio.run(scenario()) >= 0.25
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def test_shards_partition_the_inputs_stably():
+    ids = ["img/%05d.png" % number for number in range(3000)]
+    shares = [[i for i in ids if inputs.Shard(k, 3).takes(i)] for k in range(3)]
+    assert sorted(sum(shares, [])) == sorted(ids)
+    assert all(800 < len(share) < 1200 for share in shares)
+    assert inputs.id_hash("img/00001.png") == inputs.id_hash("img/00001.png")
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        with pytest.raises(UsageError):
+            inputs.Shard.parse(bad)
+
+
+def test_directories_globs_stdin_and_manifests(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/b.png", "d/a.png", "d/sub/c.png", "d/.hidden"):
+        (tmp_path / name).write_bytes(b"x")
+    walked = [(item.id, item.name) for item in inputs.iter_inputs([str(tmp_path / "d")])]
+    assert walked == [(str(tmp_path / "d" / "a.png"), "a.png"), (str(tmp_path / "d" / "b.png"), "b.png"),
+                      (str(tmp_path / "d" / "sub" / "c.png"), os.path.join("sub", "c.png"))]
+    globbed = [item.name for item in inputs.iter_inputs([str(tmp_path / "d" / "**" / "*.png")])]
+    assert sorted(globbed) == sorted(["a.png", "b.png", os.path.join("sub", "c.png")])
+    import io
+    from_stdin = [item.id for item in inputs.iter_inputs(["-"], stdin=io.StringIO("x.png\n\ny.png\n"))]
+    assert from_stdin == ["x.png", "y.png"]
+    with pytest.raises(UsageError, match="no file matches"):
+        list(inputs.iter_inputs([str(tmp_path / "*.nothing")]))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,path,threshold\nfirst,d/a.png,0.5\n")
+    rows = list(inputs.iter_inputs([], str(manifest), inputs.ManifestColumns(file="path", id="id")))
+    assert rows[0].id == "first" and rows[0].path == str(tmp_path / "d" / "a.png")
+    assert rows[0].fields == {"threshold": "0.5"}
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text('{"text": "hello", "n": 3}\n\n{"text": "bye"}\n')
+    rows = list(inputs.iter_inputs([], str(jsonl), inputs.ManifestColumns(text="text", id="id")))
+    assert [(row.id, row.text, row.fields) for row in rows] == [
+        (str(jsonl) + ":1", "hello", {"n": 3}), (str(jsonl) + ":3", "bye", {})]
+
+
+def test_a_million_inputs_stream():
+    """The input stream holds one input at a time: a million stdin lines pass through in flat memory
+    (held as a list they would take some 300 MiB)."""
+    import resource
+
+    class Lines(object):
+        def __iter__(self):
+            return ("%d.png\n" % number for number in range(1000000))
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert sum(1 for _ in inputs.iter_inputs(["-"], stdin=Lines())) == 1000000
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 20 * 1024  # KiB
+
+
+# ----------------------------------------------------------------------------- the results file
+
+def test_resume_keeps_ok_lines_and_drops_failed_and_torn_ones(tmp_path):
+    path = str(tmp_path / "r.jsonl")
+    with open(path, "wb") as stream:
+        stream.write(b'{"input": "a", "status": "ok"}\n')
+        stream.write(b'{"input": "b", "status": "failed"}\n')
+        stream.write(b'{"input": "a", "status": "ok"}\n')
+        stream.write(b'{"input": "c", "status": "ok", "resp')  # a SIGKILL mid-line
+    with pytest.raises(UsageError, match="--resume"):
+        results.ResultsWriter(path, resume=False)
+    writer = results.ResultsWriter(path, resume=True)
+    assert writer.is_done("a") and not writer.is_done("b") and not writer.is_done("c")
+    writer.write({"input": "c", "status": "ok"})
+    writer.close()
+    with open(path) as stream:
+        assert [json.loads(line)["input"] for line in stream] == ["a", "c"]
