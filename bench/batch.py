@@ -490,11 +490,12 @@ def throttled_table(groups: List[List[Run]], practical: float) -> List[str]:
         if any(run.late_attempts for run in runs):
             throttled = spread([100.0 * run.late_throttled / run.late_attempts for run in runs if run.late_attempts],
                                "%.1f%%")
+        finished = all(run.without_prediction == 0 for run in runs)
         lines.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %d |" % (
             first.runner, "{:,}".format(first.inputs), len(runs), spread([run.wall for run in runs], "%.1f"),
             spread([run.rate for run in runs], "%.1f"),
-            spread([100.0 * run.rate / CEILING_PER_SECOND for run in runs], "%.0f%%"),
-            spread([100.0 * run.rate / practical for run in runs], "%.0f%%"), throttled, settled,
+            spread([100.0 * run.rate / CEILING_PER_SECOND for run in runs], "%.0f%%") if finished else "—",
+            spread([100.0 * run.rate / practical for run in runs], "%.0f%%") if finished else "—", throttled, settled,
             "%d of %d" % (max(run.without_prediction for run in runs), first.inputs),
             max(run.duplicates for run in runs)))
     return lines
@@ -547,7 +548,8 @@ def report(plan: Plan, ceiling: List[List[Run]], throttled: List[List[Run]], plo
               "(two containers, one activation each) and answers OpenWhisk's 429 \"Too many concurrent requests in "
               "flight\" to a 5th request in flight. Ceiling: %d / %.2f s = %.0f predictions/s. \"told the limit\" keeps "
               "exactly %d requests in flight and is never throttled: the practical best (%.1f/s this run). "
-              "Predictions/s: the client's over its sending time, the others' over their wall time. "
+              "Predictions/s: the client's over its sending time, the others' over their wall time; the shares "
+              "only for runners that got every prediction (a runner that drops inputs is fast). "
               "Throttled after 10 s: 429s among the client's attempts sent after its first 10 s. Concurrency "
               "settled: the client's own summary line (its limit's mean over the second half of the run) and the mean "
               "number of its requests in flight after the first 10 s, from its results file. Without a prediction: "
