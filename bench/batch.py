@@ -16,6 +16,7 @@ a throttled platform's limit, and what the naive ways of doing the same job lose
       least 90%), the share of its requests throttled after the first 10 s, the concurrency it settled
       at (its own summary line, and the mean in flight measured from its results file). Beside it a
       client told the limit: 4 threads on keep-alive connections, never throttled, the practical best.
+      Then (not with --quick) the client alone under --concurrent-limit 2 and 8: where it settles.
   (3) Naive. The same inputs with `xargs -P 16 curl -F image=@FILE URL` and with a thread pool of 16
       plain `requests` sessions, against both endpoints: time, and inputs without a prediction (an
       answer other than 200, which such a loop stores as if it were one, or no answer at all).
@@ -41,6 +42,7 @@ import random
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -83,12 +85,14 @@ class Plan:
     naive_noop_inputs: int
     throttled_inputs: int
     throttled_rounds: int
+    other_limits: List[int]
+    other_limit_inputs: int
 
 
 FULL = Plan(ceiling_sizes=[1000, 100000], ceiling_rounds=2, naive_noop_inputs=1000, throttled_inputs=2400,
-            throttled_rounds=2)
+            throttled_rounds=2, other_limits=[2, 8], other_limit_inputs=1200)
 QUICK = Plan(ceiling_sizes=[1000, 3000], ceiling_rounds=1, naive_noop_inputs=300, throttled_inputs=160,
-             throttled_rounds=1)
+             throttled_rounds=1, other_limits=[], other_limit_inputs=0)
 
 
 def log(message: str) -> None:
@@ -171,7 +175,12 @@ def run_measured(command: List[str], stderr_path: str, stdin: Optional[str] = No
         if stdin is not None:
             feeder = threading.Thread(target=feed, args=(process, stdin), daemon=True)
             feeder.start()
-        _, status, usage = os.wait4(process.pid, 0)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # interrupted: no child left running
+            process.kill()
+            process.wait()
+            raise
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
     return {"wall": wall, "status": process.returncode, "cpu": usage.ru_utime + usage.ru_stime,
@@ -250,11 +259,10 @@ def run_bare_loop(url: str, inputs: Inputs, count: int, work_dir: str) -> Run:
 
 
 def bare_loop(url: str, file_path: str, count: int) -> None:
-    """The floor of (1): aiohttp alone posting one multipart upload `count` times, 64 in flight."""
+    """The floor of (1): aiohttp alone posting one multipart body, built once, `count` times, 64 in flight."""
     import aiohttp
 
-    with open(file_path, "rb") as stream:
-        data = stream.read()
+    body, content_type = multipart_body(file_path)
 
     async def send_all() -> Dict[str, Any]:
         ok = 0
@@ -265,9 +273,7 @@ def bare_loop(url: str, file_path: str, count: int) -> None:
             async def worker() -> None:
                 nonlocal ok
                 for _ in next_index:
-                    form = aiohttp.FormData()
-                    form.add_field("image", data, filename="input.jpg", content_type="image/jpeg")
-                    async with session.post(url, data=form) as response:
+                    async with session.post(url, data=body, headers={"Content-Type": content_type}) as response:
                         await response.read()
                         ok += response.status == 200
 
@@ -276,6 +282,17 @@ def bare_loop(url: str, file_path: str, count: int) -> None:
             return {"ok": ok, "seconds": time.time() - started}
 
     json.dump(asyncio.run(send_all()), sys.stdout)
+
+
+def multipart_body(file_path: str) -> "tuple[bytes, str]":
+    """One `image` file upload as multipart/form-data: the body and its content type."""
+    with open(file_path, "rb") as stream:
+        data = stream.read()
+    boundary = "batch-bench-boundary"
+    body = (("--%s\r\nContent-Disposition: form-data; name=\"image\"; filename=\"input.jpg\"\r\n"
+             "Content-Type: image/jpeg\r\n\r\n" % boundary).encode("ascii") + data
+            + ("\r\n--%s--\r\n" % boundary).encode("ascii"))
+    return body, "multipart/form-data; boundary=" + boundary
 
 
 def run_xargs_curl(url: str, inputs: Inputs, count: int, work_dir: str) -> Run:
@@ -322,13 +339,8 @@ def run_requests_pool(url: str, inputs: Inputs, count: int, work_dir: str) -> Ru
 def run_told_the_limit(url: str, inputs: Inputs, count: int, work_dir: str) -> Run:
     """A client that knows the namespace's limit: exactly CONCURRENT_LIMIT requests in flight, each
     thread on its own keep-alive connection, so the endpoint never throttles."""
-    with open(inputs.file, "rb") as stream:
-        data = stream.read()
-    boundary = "bench-told-the-limit"
-    body = (("--%s\r\nContent-Disposition: form-data; name=\"image\"; filename=\"input.jpg\"\r\n"
-             "Content-Type: image/jpeg\r\n\r\n" % boundary).encode("ascii") + data
-            + ("\r\n--%s--\r\n" % boundary).encode("ascii"))
-    headers = {"Content-Type": "multipart/form-data; boundary=" + boundary}
+    body, content_type = multipart_body(inputs.file)
+    headers = {"Content-Type": content_type}
     target = urllib.parse.urlsplit(url)
     remaining = iter(range(count))
     lock = threading.Lock()
@@ -369,10 +381,10 @@ def start_noop_server(log_dir: str) -> ServerProcess:
     return server
 
 
-def start_throttled_endpoint(log_dir: str) -> ServerProcess:
+def start_throttled_endpoint(log_dir: str, limit: int = CONCURRENT_LIMIT) -> ServerProcess:
     port = free_port()
     command = [sys.executable, LOCAL_ENDPOINT, SLEEP_APP, "--port", str(port), "--containers", str(CONTAINERS),
-               "--concurrent-limit", str(CONCURRENT_LIMIT)]
+               "--concurrent-limit", str(limit)]
     endpoint = ServerProcess(command, port, ROOT, env={"TEST_PREDICT_SECONDS": str(PREDICT_SECONDS)},
                              log_dir=log_dir, name="local-endpoint")
     endpoint.wait_for_port()
@@ -431,6 +443,22 @@ def measure_throttled(plan: Plan, inputs: Inputs, work_dir: str, log_dir: str) -
         ])
     finally:
         endpoint.stop()
+
+
+def measure_other_limits(plan: Plan, inputs: Inputs, work_dir: str, log_dir: str) -> Dict[int, Run]:
+    """The client alone under other --concurrent-limit values (same two containers): where it settles."""
+    runs = {}  # type: Dict[int, Run]
+    for limit in plan.other_limits:
+        endpoint = start_throttled_endpoint(log_dir, limit)
+        try:
+            url = "http://127.0.0.1:%d/api/v1/web/guest/default/max-test-sleep" % endpoint.port
+            warm_up(url, inputs, work_dir)
+            runs[limit] = run_client(url, inputs, plan.other_limit_inputs, work_dir, "limit-%d" % limit)
+            log("--concurrent-limit %d: client, %d inputs: %.1f s, %d ok"
+                % (limit, plan.other_limit_inputs, runs[limit].wall, runs[limit].ok))
+        finally:
+            endpoint.stop()
+    return runs
 
 
 # ----------------------------------------------------------------------------- tables
@@ -501,18 +529,33 @@ def throttled_table(groups: List[List[Run]], practical: float) -> List[str]:
     return lines
 
 
+def limits_table(runs: Dict[int, List[Run]]) -> List[str]:
+    lines = ["| --concurrent-limit | inputs | runs | predictions/s | share of the 40/s ceiling | throttled after 10 s "
+             "| concurrency settled (summary / mean in flight) | without a prediction |", "|---|---|---|---|---|---|---|---|"]
+    for limit in sorted(runs):
+        group = runs[limit]
+        late = [100.0 * run.late_throttled / run.late_attempts for run in group if run.late_attempts]
+        lines.append("| %d | %s | %d | %s | %s | %s | %s / %s | %d |" % (
+            limit, "{:,}".format(group[0].inputs), len(group), spread([run.rate for run in group], "%.1f"),
+            spread([100.0 * run.rate / CEILING_PER_SECOND for run in group], "%.0f%%"),
+            spread(late, "%.1f%%") if late else "—", optional([run.settled for run in group], "%.1f"),
+            optional([run.mean_in_flight_late for run in group], "%.1f"), max(run.without_prediction for run in group)))
+    return lines
+
+
 def verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
-def report(plan: Plan, ceiling: List[List[Run]], throttled: List[List[Run]], plot: Optional[str]) -> "tuple[str, bool, bool]":
+def report(plan: Plan, ceiling: List[List[Run]], throttled: List[List[Run]], other_limits: Dict[int, Run],
+           plot: Optional[str]) -> "tuple[str, bool, bool]":
     """The Markdown page; whether the targets are met; whether the client answered every input once."""
     client_ceiling = [runs for runs in ceiling if runs[0].runner.startswith("client")]
     client_throttled = [runs for runs in throttled if runs[0].runner.startswith("client")][0]
     told = [runs for runs in throttled if runs[0].runner.startswith("told")][0]
     practical = statistics.median(run.rate for run in told)
     exact = all(run.without_prediction == 0 and run.duplicates == 0
-                for runs in client_ceiling + [client_throttled] for run in runs)
+                for runs in client_ceiling + [client_throttled, list(other_limits.values())] for run in runs)
 
     small, large = client_ceiling[0], client_ceiling[-1]
     memory_rise = statistics.median(run.peak_rss_mib for run in large) - statistics.median(
@@ -539,7 +582,8 @@ def report(plan: Plan, ceiling: List[List[Run]], throttled: List[List[Run]], plo
              "rows naming one %d-byte file. \"sending\" is the first request sent to the last answer (from the "
              "results file; the bare loop times itself); \"process start to exit\" adds the interpreter's start, "
              "the imports and reading swagger.json. CPU and peak RSS are the child process's own (getrusage). The floor "
-             "sends the same upload with aiohttp alone, 64 in flight, no inputs, retries or results file."
+             "sends the same upload with aiohttp alone: one multipart body built once, 64 in flight, no inputs "
+             "read, no retries, no results file."
              % INPUT_BYTES, ""]
     lines += ceiling_table(ceiling)
     lines += ["", "## (2) A throttled endpoint: `local_endpoint.py --containers %d --concurrent-limit %d`, a 50 ms model"
@@ -558,6 +602,13 @@ def report(plan: Plan, ceiling: List[List[Run]], throttled: List[List[Run]], plo
               % (PREDICT_SECONDS * 1000, CONTAINERS, CONTAINERS, PREDICT_SECONDS, CEILING_PER_SECOND,
                  CONCURRENT_LIMIT, practical), ""]
     lines += throttled_table(throttled, practical)
+    if other_limits:
+        by_limit = dict((limit, [run]) for limit, run in other_limits.items())
+        by_limit[CONCURRENT_LIMIT] = client_throttled
+        lines += ["", "Where the client settles under each limit: the same endpoint and model (two containers, ceiling "
+                  "40/s), the client alone with -j %d; the row for %d is the client's runs above." % (
+                      CLIENT_JOBS, CONCURRENT_LIMIT), ""]
+        lines += limits_table(by_limit)
     if plot:
         lines += ["", "The client's last throttled run, drawn from its results file by its report module "
                   "(`serverless-max predict ... --plot`):", "", "![the client's throttled run](%s)" % os.path.basename(plot)]
@@ -602,6 +653,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    # A SIGTERM unwinds like Ctrl-C, so that the servers and the client started here are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.bare_loop:
         bare_loop(args.bare_loop[0], args.bare_loop[1], int(args.bare_loop[2]))
         return 0
@@ -616,13 +669,14 @@ def main() -> int:
         inputs = Inputs(work_dir)
         ceiling = measure_ceiling(plan, inputs, work_dir, log_dir)
         throttled = measure_throttled(plan, inputs, work_dir, log_dir)
+        other_limits = measure_other_limits(plan, inputs, work_dir, log_dir)
     except RuntimeError as error:
         log("failed: %s (logs kept in %s)" % (error, work_dir))
         return 2
     client_runs = [runs for runs in throttled if runs[0].runner.startswith("client")][0]
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     plot = draw(client_runs[-1].results_path, plot)
-    table, passed, exact = report(plan, ceiling, throttled, plot)
+    table, passed, exact = report(plan, ceiling, throttled, other_limits, plot)
     print(table)
     with open(output, "w", encoding="utf-8") as stream:
         stream.write(table)
