@@ -22,7 +22,8 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
@@ -43,6 +44,10 @@ DIGIT_SAMPLES = {"digit-2.png": "predict-digit-2.json", "digit-3.png": "predict-
 
 
 # ----------------------------------------------------------------------------- servers
+
+class ThreadingHTTPServer(ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+
 
 def http_service(model_dir: str) -> ServerProcess:
     """openwhisk.py on the plain-HTTP platform, as Knative starts it."""
@@ -513,3 +518,139 @@ def test_lambda_invoke_api_through_the_emulator(tmp_path):
     failed = table[paths[-1]]
     assert (failed["status"], failed["http_status"]) == ("failed", 400)
     assert "AWS Lambda (Invoke API)" in result.stderr
+
+
+def test_openwhisk_202_not_ready_is_resent_then_reported(tmp_path):
+    """An action that always runs past the controller's wait: each 202 "Response not yet ready." is
+    re-sent (predictions are idempotent); after the retries the line says how to fetch the result.
+    The echo app's swagger.json has no predict parameters, so the flags give the request's shape."""
+    echo = os.path.join(ROOT, "tests", "apps", "max-test-echo")
+    endpoint = LocalEndpoint("--timeout", "0.3", "echo=" + echo)
+    try:
+        (tmp_path / "a.txt").write_text("a")
+        result = client("predict", endpoint.action_url("echo"), "a.txt", "--field", "file", "--path",
+                        "/slow?seconds=1", "--retries", "1", "-o", "out.jsonl", cwd=str(tmp_path))
+    finally:
+        endpoint.stop()
+    assert result.returncode == 1, result.stderr
+    assert "using the flags' request shape" in result.stderr
+    (record,) = lines(str(tmp_path / "out.jsonl"))
+    assert [entry[2] for entry in record["attempt_log"]] == [202, 202]
+    assert record["error_kind"] == "gave up: HTTP 202"
+    assert "wsk activation result %s" % record["request_id"] in record["error"]
+    assert "OpenWhisk 202 Response not yet ready (re-sent)" in result.stderr
+
+
+# ----------------------------------------------------------------------------- auth, progress, plot
+
+class CapturingServer(TinyServer):
+    """A model stand-in that records each request's headers and answers a fixed JSON document:
+    only the headers the client sends are under test here."""
+
+    def __init__(self) -> None:
+        self.seen = []  # type: List[Dict[str, str]]
+        spec_body = json.dumps({"swagger": "2.0", "basePath": "/", "paths": {"/model/predict": {"post": {
+            "parameters": [{"name": "image", "in": "formData", "type": "file"}]}}}}).encode("utf-8")
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.seen.append(dict(self.headers.items()))
+                self.reply(spec_body)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.seen.append(dict(self.headers.items()))
+                self.reply(b'{"status": "ok"}')
+
+            def reply(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_headers_whisk_auth_and_sigv4(tmp_path):
+    server = CapturingServer()
+    image = os.path.join(DIGITS, "samples", "digit-3.png")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY="secret", AWS_REGION="eu-west-1")
+    env.pop("AWS_SESSION_TOKEN", None)
+    try:
+        result = subprocess.run(CLIENT + ["predict", url(server), image, "-H", "Authorization: Bearer t0k",
+                                          "--whisk-auth", "s3cret", "-o", "a.jsonl"], cwd=str(tmp_path),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert all(seen["Authorization"] == "Bearer t0k" and seen["X-Require-Whisk-Auth"] == "s3cret"
+                   for seen in server.seen)
+        server.seen.clear()
+        result = subprocess.run(CLIENT + ["predict", url(server), image, "--aws-sigv4", "-o", "b.jsonl"],
+                                cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+        for seen in server.seen:
+            assert seen["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            assert "/eu-west-1/lambda/aws4_request" in seen["Authorization"] and "X-Amz-Date" in seen
+        # Without botocore: the message says what to install, and nothing is sent.
+        (tmp_path / "nobotocore" / "botocore").mkdir(parents=True)
+        (tmp_path / "nobotocore" / "botocore" / "__init__.py").write_text("raise ImportError('no botocore here')\n")
+        result = subprocess.run(CLIENT + ["predict", url(server), image, "--aws-sigv4", "-o", "c.jsonl"],
+                                cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, timeout=60,
+                                env=dict(env, PYTHONPATH=str(tmp_path / "nobotocore")))
+        assert result.returncode == 2 and "needs botocore" in result.stderr and "[aws]" in result.stderr
+    finally:
+        server.close()
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
+    import fcntl
+    import pty
+    import termios
+    server = CapturingServer()
+    images = digit_copies(str(tmp_path / "in"), 6)
+    try:
+        controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal's size
+        process = subprocess.Popen(CLIENT + ["predict", url(server), str(tmp_path / "in"), "-o", "a.jsonl",
+                                             "--plot", "run.png"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=terminal)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        process.wait(30)
+        os.close(controller)
+        text = shown.decode("utf-8", "replace")
+        assert process.returncode == 0, text
+        assert "6/6" in text and "in_flight=" in text and "6 ok, 0 failed" in text
+        plain = client("predict", url(server), str(tmp_path / "in"), "-o", "b.jsonl", "--progress-interval", "0.01",
+                       cwd=str(tmp_path))
+        assert "done 6 (ok 6, failed 0)" in plain.stderr or "done: 6 inputs" in plain.stderr
+        quiet = client("predict", url(server), str(tmp_path / "in"), "-o", "c.jsonl", "-q", cwd=str(tmp_path))
+        assert quiet.returncode == 0 and quiet.stderr == ""
+        assert len(lines(str(tmp_path / "c.jsonl"))) == len(images)
+    finally:
+        server.close()
+
+
+def test_a_bad_manifest_line_stops_the_run_with_its_line_number(services, tmp_path):
+    manifest = tmp_path / "texts.jsonl"
+    manifest.write_text('{"id": "a", "text": "I love this"}\n{"id": "b", "text": \n')
+    result = client("predict", url(services["sentiment"]), "--manifest", str(manifest), "-o", "out.jsonl",
+                    cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "texts.jsonl line 2 is not JSON" in result.stderr

@@ -184,8 +184,12 @@ def test_output_names_stay_under_the_output_dir():
      "Lambda 429 TooManyRequestsException (ReservedFunctionConcurrentInvocationLimitExceeded)"),
     (429, {"x-amzn-errortype": "ThrottlingException"}, b'{"message": "Rate exceeded"}', platforms.THROTTLED,
      "Lambda function URL 429 ThrottlingException"),
+    (400, {"x-amzn-errortype": "ThrottlingException"}, b'{"message": "Rate Exceeded."}', platforms.THROTTLED,
+     "Lambda function URL 400 ThrottlingException"),
     (500, {"x-amzn-requestid": "r"}, b'{"message": "Internal server error"}', platforms.THROTTLED,
      "API Gateway 500 Internal server error (a throttled or failed Lambda)"),
+    (503, {}, b'{"error": "System is overloaded, try again later.", "code": "t"}', platforms.THROTTLED,
+     "OpenWhisk 503 System is overloaded"),
     (503, {}, b"pending request queue full\n", platforms.THROTTLED, "Knative queue-proxy 503 pending request queue full"),
     (429, {"retry-after": "3"}, b"Rate exceeded.", platforms.THROTTLED,
      "HTTP 429 Too Many Requests (Cloud Run: no instance available; or a gateway's rate limit)"),
@@ -215,6 +219,14 @@ def test_413_says_which_limit_and_what_to_do():
 
 # ----------------------------------------------------------------------------- AIMD
 
+def run(coroutine):
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 def test_aimd_halves_once_per_round_and_grows_back():
     async def scenario():
         limiter = Limiter(16)
@@ -232,7 +244,7 @@ def test_aimd_halves_once_per_round_and_grows_back():
             await limiter.release(started, throttled=False, succeeded=True)
         assert 8 <= limiter.allowed() <= 16
         return limiter
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_retry_after_pauses_new_requests():
@@ -240,10 +252,10 @@ def test_retry_after_pauses_new_requests():
         limiter = Limiter(4)
         started = await limiter.acquire()
         await limiter.release(started, throttled=True, succeeded=False, retry_after=0.3)
-        before = asyncio.get_running_loop().time()
+        before = asyncio.get_event_loop().time()
         await limiter.acquire()
-        return asyncio.get_running_loop().time() - before
-    assert asyncio.run(scenario()) >= 0.25
+        return asyncio.get_event_loop().time() - before
+    assert run(scenario()) >= 0.25
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -4,13 +4,16 @@ The platforms' ways of saying "not now", from their sources and documentation:
   OpenWhisk controller   429 {"error": "Too many concurrent requests in flight (count: N, allowed: M).", "code": ...}
                          429 {"error": "Too many requests in the last minute (count: N, allowed: M).", ...}
                          (common/scala .../http/ErrorResponse.scala Messages; no Retry-After)
+                         503 {"error": "System is overloaded, try again later.", ...}: no invoker free
                          202 {"error": "Response not yet ready.", ...} with x-openwhisk-activation-id: the
                          action ran past the controller's wait; predictions are idempotent, so re-send
   Lambda Invoke API      429 TooManyRequestsException {"Reason": ..., "retryAfterSeconds": ..., "message": ...}
-  Lambda function URL    429 with x-amzn-ErrorType: ThrottlingException (or TooManyRequestsException)
+  Lambda function URL    429 with x-amzn-ErrorType: ThrottlingException (or TooManyRequestsException); with
+                         provisioned concurrency it has also answered 400 with that header, {"message": "Rate Exceeded."}
   API Gateway + Lambda   500 {"message": "Internal server error"}: a throttled (or failed) function, masked
+                         (AWS knowledge center: "API Gateway ... might return an Internal server error"; back off)
   Knative queue-proxy    503 "pending request queue full" (the revision's queue is full)
-  Cloud Run              429 when no instance is available (and 503 while one starts)
+  Cloud Run              429 when no instance frees up within 60 s at max instances
 Anything 429 or 503 cuts the concurrency; 502 and 504 are retried without a cut.
 """
 
@@ -82,22 +85,27 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         if "not yet ready" in text or "x-openwhisk-activation-id" in headers:
             return Verdict(THROTTLED, "OpenWhisk 202 Response not yet ready (re-sent)")
         return Verdict(FAIL, message="HTTP 202 without a result: " + text)
+    if error_type in ("ThrottlingException", "TooManyRequestsException") and status in (400, 429):
+        # A function URL throttles with 429 (and, with provisioned concurrency, has answered 400) and this header.
+        reason = body_json.get("Reason") if isinstance(body_json, dict) else None
+        name = "Lambda function URL" if error_type == "ThrottlingException" else "Lambda"
+        return Verdict(THROTTLED, "%s %d %s%s" % (name, status, error_type, " (%s)" % reason if reason else ""),
+                       retry_after=retry_after_seconds(headers, body_json))
     if status == 429:
         if "Too many concurrent requests in flight" in text:
             signal = "OpenWhisk 429 Too many concurrent requests in flight"
         elif "Too many requests in the last minute" in text:
             signal = "OpenWhisk 429 Too many requests in the last minute"
-        elif error_type == "TooManyRequestsException" or (isinstance(body_json, dict) and "Reason" in body_json):
-            reason = body_json.get("Reason") if isinstance(body_json, dict) else None
-            signal = "Lambda 429 TooManyRequestsException" + (" (%s)" % reason if reason else "")
-        elif error_type == "ThrottlingException":
-            signal = "Lambda function URL 429 ThrottlingException"
+        elif isinstance(body_json, dict) and "Reason" in body_json:
+            signal = "Lambda 429 TooManyRequestsException (%s)" % body_json["Reason"]
         else:
             signal = "HTTP 429 Too Many Requests (Cloud Run: no instance available; or a gateway's rate limit)"
         return Verdict(THROTTLED, signal, retry_after=retry_after_seconds(headers, body_json))
     if status == 503:
         if "pending request queue full" in text:
             signal = "Knative queue-proxy 503 pending request queue full"
+        elif "System is overloaded" in text:
+            signal = "OpenWhisk 503 System is overloaded"
         else:
             signal = "HTTP 503 Service Unavailable"
         return Verdict(THROTTLED, signal, retry_after=retry_after_seconds(headers, body_json))

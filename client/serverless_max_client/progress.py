@@ -68,8 +68,9 @@ def summary(stats: Stats, settled: float, results_path: str, stream: Optional[Te
         lines.append("latency (ms): p50 %.0f  p90 %.0f  p99 %.0f" % tuple(
             percentile(latencies, share) * 1000 for share in (0.5, 0.9, 0.99)))
     share = stats.throttled / stats.attempts if stats.attempts else 0.0
-    lines.append("requests: %d sent, %d retried, %d throttled (%.1f%%); concurrency settled at %.1f"
-                 % (stats.attempts, stats.retries, stats.throttled, 100 * share, settled))
+    lines.append("requests: %d sent, %d retried, %d throttled (%.1f%%); concurrency settled at %.1f "
+                 "(mean in flight %.1f)" % (stats.attempts, stats.retries, stats.throttled, 100 * share, settled,
+                                            stats.busy_seconds / elapsed))
     for signal, count in stats.signals.most_common():
         lines.append("  met %dx: %s" % (count, signal))
     for kind, count in stats.failure_kinds.most_common():

@@ -4,9 +4,9 @@ retries, every input's outcome one line in the results file."""
 import array
 import asyncio
 import dataclasses
-import itertools
 import json
 import random
+import threading
 import time
 import urllib.parse
 from collections import Counter
@@ -23,7 +23,7 @@ from .transport import SendError
 
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 20.0
-READ_CHUNK = 64
+END = object()  # the last item of the queue of jobs
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Stats:
     retries: int = 0
     throttled: int = 0
     requests_ok: int = 0
+    busy_seconds: float = 0.0     # the attempts' durations summed: over the run's time, the mean in flight
     failure_kinds: Counter = field(default_factory=Counter)
     signals: Counter = field(default_factory=Counter)
     latencies: array.array = field(default_factory=lambda: array.array("d"))
@@ -88,36 +89,42 @@ class Runner(object):
         if batch:
             yield Job(batch)
 
-    async def _produce(self, inputs: Iterator[Input], queue: "asyncio.Queue[Optional[Job]]") -> None:
-        jobs = self._jobs(inputs)
-        while not self.stopping:
-            # Walking directories and reading stdin may block: a thread does it, a chunk at a time.
-            chunk = await asyncio.to_thread(lambda: list(itertools.islice(jobs, READ_CHUNK)))
-            if not chunk:
-                break
-            for job in chunk:
-                await queue.put(job)
-        for _ in range(self.settings.jobs):
-            await queue.put(None)
+    def _read(self, inputs: Iterator[Input], queue: "asyncio.Queue[Any]", loop: asyncio.AbstractEventLoop) -> None:
+        """The inputs into the queue, then END. Walking directories and reading stdin may block: a daemon
+        thread does it, so that a stalled stdin holds up neither the requests in flight nor Ctrl-C."""
+        try:
+            for job in self._jobs(inputs):
+                if self.stopping:
+                    return
+                asyncio.run_coroutine_threadsafe(queue.put(job), loop).result()
+            asyncio.run_coroutine_threadsafe(queue.put(END), loop).result()
+        except BaseException as error:  # a bad manifest line, a glob that matches nothing: the run's error
+            if not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(queue.put(error), loop)
 
     async def run(self, inputs: Iterator[Input]) -> Stats:
-        queue = asyncio.Queue(maxsize=self.settings.jobs * 2)  # type: asyncio.Queue[Optional[Job]]
-        producer = asyncio.ensure_future(self._produce(inputs, queue))
+        queue = asyncio.Queue(maxsize=self.settings.jobs * 2)  # type: asyncio.Queue[Any]
+        threading.Thread(target=self._read, args=(inputs, queue, asyncio.get_running_loop()), name="inputs",
+                         daemon=True).start()
         workers = [asyncio.ensure_future(self._work(queue)) for _ in range(self.settings.jobs)]
         try:
-            await asyncio.gather(producer, *workers)
+            await asyncio.gather(*workers)
         finally:
-            for task in [producer] + workers:
+            self.stopping = True
+            for task in workers:
                 task.cancel()
-            await asyncio.gather(producer, *workers, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
             self.stats.finished = time.time()
         return self.stats
 
-    async def _work(self, queue: "asyncio.Queue[Optional[Job]]") -> None:
+    async def _work(self, queue: "asyncio.Queue[Any]") -> None:
         while True:
             job = await queue.get()
-            if job is None:
+            if job is END:
+                queue.put_nowait(END)  # for the next worker: this one just freed a place
                 return
+            if isinstance(job, BaseException):
+                raise job
             await self._process(job)
 
     # ------------------------------------------------------------------ one request
@@ -161,6 +168,7 @@ class Runner(object):
             job.attempt_log.append([round(started, 6), round(finished, 6),
                                     answer.status if answer is not None else error.kind])  # type: ignore
             self.stats.attempts += 1
+            self.stats.busy_seconds += finished - started
             if verdict.kind == THROTTLED:
                 self.stats.throttled += 1
             if verdict.signal:
@@ -177,8 +185,13 @@ class Runner(object):
                 last = ("HTTP %d (%s)" % (answer.status, verdict.signal or message_of(answer.body))
                         if answer is not None else str(error))
                 kind = "gave up: " + (("HTTP %d" % answer.status) if answer is not None else error.kind)  # type: ignore
-                self._fail(items, job, answer, kind, "no answer after %d attempts (--retries %d); the last: %s"
-                           % (attempts, self.settings.retries, last), answer.headers if answer else None)
+                message = "no answer after %d attempts (--retries %d); the last: %s" % (
+                    attempts, self.settings.retries, last)
+                if answer is not None and answer.status == 202 and request_id(answer.headers):
+                    message += ("; the action ran past the controller's wait every time: its result comes with "
+                                "`wsk activation result %s`, or raise the action's timeout and --resume"
+                                % request_id(answer.headers))
+                self._fail(items, job, answer, kind, message, answer.headers if answer else None)
                 return
             self.stats.retries += 1
             delay = random.uniform(0, min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (attempt - 1)))

@@ -7,6 +7,7 @@ Both answer an `Answer` (status, lower-case headers, body) or raise `SendError` 
 import asyncio
 import base64
 import json
+import os
 import socket
 import time
 import urllib.parse
@@ -65,13 +66,14 @@ class Signer(object):
         except ImportError:
             raise UsageError(BOTOCORE_MISSING)
         self.session = Session()
-        self.region = region or self.session.get_config_variable("region")
+        # AWS_REGION is what Lambda and the newer SDKs set; botocore itself reads AWS_DEFAULT_REGION.
+        self.region = region or os.environ.get("AWS_REGION") or self.session.get_config_variable("region")
         self.credentials = self.session.get_credentials()
         if self.credentials is None:
             raise UsageError("AWS SigV4: no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                              "AWS_PROFILE, or run aws configure / aws sso login)")
         if not self.region:
-            raise UsageError("AWS SigV4: no region (give --region or set AWS_REGION)")
+            raise UsageError("AWS SigV4: no region (give --region, or set AWS_REGION or AWS_DEFAULT_REGION)")
 
     def sign(self, method: str, url: str, body: bytes, headers: Dict[str, str]) -> Dict[str, str]:
         from botocore.auth import SigV4Auth
