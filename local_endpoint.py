@@ -1228,7 +1228,7 @@ def _accepts_connections(host: str, port: int) -> bool:
     return True
 
 
-# ----------------------------------------------------------------------------- the invoker's pool, the controller's throttles
+# ----------------------------------------------------------------------------- the container pool, the throttles
 
 
 class ContainerPool(object):
@@ -1256,7 +1256,7 @@ class ContainerPool(object):
         cancels nothing; the load balancer counts an activation from its publication to its completion
         (CommonLoadBalancer.scala:137, 304)."""
         throttle.started()
-        ended = threading.Event()
+        ended, abandoned = threading.Event(), threading.Event()
         outcomes = []  # type: List[Outcome]
 
         def activation() -> None:
@@ -1265,10 +1265,14 @@ class ContainerPool(object):
             finally:
                 throttle.finished()
                 ended.set()
+            if abandoned.is_set():
+                say("%s %s: ended (%s) after the controller answered 202"
+                    % (self.first.full_name, activation_id, outcomes[0].kind))
 
         threading.Thread(target=activation, name="activation " + activation_id, daemon=True).start()
         if ended.wait(max(0.0, give_up_at - time.monotonic())):
             return outcomes[0]
+        abandoned.set()
         return Outcome(NOT_READY)
 
     def close(self) -> None:
@@ -1489,7 +1493,8 @@ class WebActionHandler(BaseHTTPRequestHandler):
                                     transaction_id)
         # verifyWebAction's entitlement check comes before the size check and OPTIONS, and its refusal
         # gets no CORS headers (WebActions.scala:496-498, 540-541, 572); RejectRequest(TooManyRequests)
-        # (Entitlement.scala:426) is a 429 with no Retry-After.
+        # (Entitlement.scala:426) is a 429 with no Retry-After. As there, the check only reads the count of
+        # activations in flight; this request joins it when its activation starts, below.
         refusal = self.server.throttle.check()
         if refusal is not None:
             return self._negotiated(error_reply(429, refusal, transaction_id), [], action.full_name, header_items,

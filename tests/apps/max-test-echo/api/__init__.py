@@ -86,5 +86,6 @@ def register_test_routes(app):
     def slow():
         tag = request.get_data(as_text=True)
         time.sleep(float(request.args.get('seconds', '0.2')))
-        return Response(json.dumps({'tag': tag, 'request': describe_request()}),
+        # The process id tells which of several action processes answered.
+        return Response(json.dumps({'tag': tag, 'pid': os.getpid(), 'request': describe_request()}),
                         mimetype='application/json')
