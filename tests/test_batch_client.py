@@ -24,7 +24,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
@@ -93,9 +93,11 @@ class FaultProxy(object):
     request, from 1) names a fault: "reset" (RST, no answer), "502", "slow" (0.3 s, then the
     answer), "stall" (no answer for `stall` seconds, then close)."""
 
-    def __init__(self, upstream_port: int, plan: Callable[[int], str], stall: float = 5.0):
+    def __init__(self, upstream_port: int, plan: Callable[[int], str], stall: float = 5.0,
+                 spec_statuses: Iterator[int] = iter(())):
         self.upstream_port = upstream_port
         self.plan = plan
+        self.spec_statuses = spec_statuses  # what the first GETs answer instead of the model (then: the model)
         self.stall = stall
         self.count = 0
         self.faults = []  # type: List[str]
@@ -109,6 +111,10 @@ class FaultProxy(object):
                 pass
 
             def do_GET(self) -> None:
+                status = next(proxy.spec_statuses, None)
+                if status is not None:
+                    self.answer(status, [("Content-Type", "text/plain")], b"pending request queue full\n")
+                    return
                 self.forward(b"")
 
             def do_POST(self) -> None:
@@ -246,7 +252,7 @@ def test_binary_answers_land_in_the_output_dir(services, tmp_path):
         # Exactly the bytes the model answers to the same upload sent directly.
         direct = post_file(services["upscaler"].port, os.path.join(samples, name))
         assert (tmp_path / response["file"]).read_bytes() == direct and response["bytes"] == len(direct)
-    assert response["file"] == os.path.join("big", "photo.png")
+    assert response["file"] == os.path.join("big", "photo.png")  # a file given by an absolute path: its name
     failed = table[os.path.join(samples, "not-an-image.txt")]
     assert (failed["status"], failed["http_status"], failed["error_kind"]) == ("failed", 400, "HTTP 400")
     assert failed["attempts"] == 1 and "valid image" in failed["error"]
@@ -330,6 +336,17 @@ def test_faults_are_retried_and_every_input_answered_once(services, tmp_path):
     assert sum(record["attempts"] for record in table.values()) == len(proxy.faults)
 
 
+def test_the_spec_is_fetched_through_throttles(services, tmp_path):
+    proxy = FaultProxy(services["digits"].port, lambda n: "pass", spec_statuses=iter([503, 429, 502]))
+    try:
+        result = client("predict", url(proxy), os.path.join(DIGITS, "samples", "digit-3.png"), "-o", "out.jsonl",
+                        cwd=str(tmp_path))
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    assert "shape from swagger.json" in result.stderr
+
+
 def test_retries_are_bounded(services, tmp_path):
     proxy = FaultProxy(services["digits"].port, lambda n: "502")
     try:
@@ -348,7 +365,7 @@ def test_retries_are_bounded(services, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_killed_then_resumed_every_input_exactly_once(services, tmp_path, signum):
     proxy = FaultProxy(services["digits"].port, lambda n: "slow")
-    paths = digit_copies(str(tmp_path / "in"), 30)
+    paths = digit_copies(str(tmp_path / "in"), 20)
     results = str(tmp_path / "out.jsonl")
     try:
         process = subprocess.Popen(CLIENT + ["predict", url(proxy), str(tmp_path / "in"), "-j", "3", "-o", results],
@@ -361,7 +378,7 @@ def test_killed_then_resumed_every_input_exactly_once(services, tmp_path, signum
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL), stderr
         first = lines(results)
-        assert 5 <= len(first) < 30 and all(record["status"] == "ok" for record in first)
+        assert 5 <= len(first) < 20 and all(record["status"] == "ok" for record in first)
         if signum == signal.SIGINT:
             assert "interrupted" in stderr and "--resume" in stderr
         else:  # a kill can cut a line short: the resume must take that too
@@ -375,13 +392,17 @@ def test_killed_then_resumed_every_input_exactly_once(services, tmp_path, signum
     table = by_input(lines(results))
     assert sorted(table) == sorted(paths)
     assert all(table[path]["response"] == expected_digit(path) for path in paths)
-    assert "%d inputs" % (30 - len(first)) in again.stderr
+    assert "%d inputs" % (20 - len(first)) in again.stderr
 
 
-def test_existing_results_need_resume(services, tmp_path):
+def test_existing_results_need_resume_and_a_full_disk_is_named(services, tmp_path):
     (tmp_path / "out.jsonl").write_text('{"input": "x", "status": "ok"}\n')
     result = client("predict", url(services["digits"]), "x.png", "-o", "out.jsonl", cwd=str(tmp_path))
     assert result.returncode == 2 and "--resume" in result.stderr
+    image = os.path.join(DIGITS, "samples", "digit-3.png")
+    result = client("predict", url(services["digits"]), image, "-o", "/dev/full", cwd=str(tmp_path))
+    assert result.returncode == 2 and "No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # ----------------------------------------------------------------------------- clear messages

@@ -117,8 +117,31 @@ def test_text_list_model():
 def test_json_body_model():
     shape = spec.shape_from_spec(restx_spec(named_entity_tagger))
     assert shape.kind == spec.JSON_BODY
-    body, content_type = payloads.build_body(shape, [Input("r1", fields={"text": "John lives in Brussels"})])
-    assert content_type == "application/json" and json.loads(body) == {"text": "John lives in Brussels"}
+    request = payloads.build_request(shape, [Input("r1", fields={"text": "John lives in Brussels"})])
+    assert request.content_type == "application/json"
+    assert json.loads(request.body) == {"text": "John lives in Brussels"}
+
+
+def recommender(ns, fields, FileStorage):
+    """IBM/MAX-Recommender api/predict.py: user_id (required) and num_results (default 5), no body."""
+    parser = ns.parser()
+    parser.add_argument("user_id", type=str, required=True, help="User ID")
+    parser.add_argument("num_results", type=int, required=False, default=5, help="Number of items")
+
+    @ns.route("/predict")
+    class Predict(__import__("flask_restx").Resource):
+        @ns.doc("predict")
+        @ns.expect(parser)
+        def post(self):
+            return {}
+
+
+def test_query_parameter_model():
+    shape = spec.shape_from_spec(restx_spec(recommender))
+    assert (shape.kind, shape.query) == (spec.QUERY, {"num_results": "5"})
+    request = payloads.build_request(shape, [Input("u1", fields={"user_id": "1733", "num_results": 3})])
+    assert (request.path, request.body, request.content_type) == (
+        "/model/predict?num_results=3&user_id=1733", b"", None)
 
 
 def test_spec_without_predict_says_which_flags():
@@ -151,8 +174,10 @@ def test_multipart_body_carries_the_file_and_fields(tmp_path):
     image = tmp_path / "cat.png"
     image.write_bytes(b"\x89PNG fake")
     shape = spec.RequestShape(spec.MULTIPART, file_field="image", form={"threshold": "0.7"})
-    body, content_type = payloads.build_body(shape, [Input(str(image), path=str(image), fields={"n": 3})])
-    assert content_type.startswith("multipart/form-data; boundary=")
+    request = payloads.build_request(shape, [Input(str(image), path=str(image), fields={"n": 3})])
+    body = request.body
+    assert request.content_type.startswith("multipart/form-data; boundary=")
+    assert request.path == "/model/predict"
     assert b'name="image"; filename="cat.png"' in body and b"Content-Type: image/png" in body
     assert b"\x89PNG fake" in body and b'name="threshold"\r\n\r\n0.7' in body and b'name="n"\r\n\r\n3' in body
 
@@ -204,8 +229,21 @@ def test_each_platforms_not_now(status, headers, body, kind, signal):
     assert (verdict.kind, verdict.signal) == (kind, signal)
 
 
+def test_a_per_minute_limit_waits_for_the_next_minute():
+    import time
+    verdict = platforms.classify(429, {}, b'{"error": "Too many requests in the last minute (count: 61, allowed: 60).",'
+                                          b' "code": "t"}')
+    assert 1.0 < verdict.retry_after <= 61.0
+    assert abs((time.time() + verdict.retry_after) % 60.0 - 1.0) < 0.1  # a second into the next minute
+
+
 def test_retry_after_from_header_or_lambda_body():
     assert platforms.classify(429, {"retry-after": "3"}, b"").retry_after == 3.0
+    import email.utils
+    import time
+    in_five = email.utils.formatdate(time.time() + 5, usegmt=True)
+    assert 3.5 < platforms.classify(503, {"retry-after": in_five}, b"").retry_after <= 5.0
+    assert platforms.classify(503, {"retry-after": "soon"}, b"").retry_after is None
     assert platforms.classify(429, {"x-amzn-errortype": "TooManyRequestsException"},
                               b'{"retryAfterSeconds": "2", "Reason": "x"}').retry_after == 2.0
 
@@ -247,6 +285,23 @@ def test_aimd_halves_once_per_round_and_grows_back():
     run(scenario())
 
 
+def test_a_limit_the_platform_names_caps_the_concurrency():
+    verdict = platforms.classify(429, {}, b'{"error": "Too many concurrent requests in flight (count: 31, allowed: 30).",'
+                                          b' "code": "t"}')
+    assert verdict.allowed == 30
+
+    async def scenario():
+        limiter = Limiter(64)
+        started = await limiter.acquire()
+        await limiter.release(started, throttled=True, succeeded=False, allowed=verdict.allowed)
+        assert limiter.allowed() == 30  # cut in half from 64, then capped
+        for _ in range(200):
+            started = await limiter.acquire()
+            await limiter.release(started, throttled=False, succeeded=True)
+        return limiter.allowed()
+    assert run(scenario()) == 30
+
+
 def test_retry_after_pauses_new_requests():
     async def scenario():
         limiter = Limiter(4)
@@ -276,10 +331,13 @@ def test_directories_globs_stdin_and_manifests(tmp_path):
     for name in ("d/b.png", "d/a.png", "d/sub/c.png", "d/.hidden"):
         (tmp_path / name).write_bytes(b"x")
     walked = [(item.id, item.name) for item in inputs.iter_inputs([str(tmp_path / "d")])]
-    assert walked == [(str(tmp_path / "d" / "a.png"), "a.png"), (str(tmp_path / "d" / "b.png"), "b.png"),
-                      (str(tmp_path / "d" / "sub" / "c.png"), os.path.join("sub", "c.png"))]
+    assert walked == [(str(tmp_path / "d" / "a.png"), os.path.join("d", "a.png")),
+                      (str(tmp_path / "d" / "b.png"), os.path.join("d", "b.png")),
+                      (str(tmp_path / "d" / "sub" / "c.png"), os.path.join("d", "sub", "c.png"))]
     globbed = [item.name for item in inputs.iter_inputs([str(tmp_path / "d" / "**" / "*.png")])]
-    assert sorted(globbed) == sorted(["a.png", "b.png", os.path.join("sub", "c.png")])
+    assert sorted(globbed) == sorted(os.path.join("d", name) for name in ("a.png", "b.png", os.path.join("sub", "c.png")))
+    named = [item.name for item in inputs.iter_inputs(["x/cat.png", "/abs/dog.png", "../up/eel.png", "./fox.png"])]
+    assert named == [os.path.join("x", "cat.png"), "dog.png", "eel.png", "fox.png"]
     import io
     from_stdin = [item.id for item in inputs.iter_inputs(["-"], stdin=io.StringIO("x.png\n\ny.png\n"))]
     assert from_stdin == ["x.png", "y.png"]
@@ -327,3 +385,20 @@ def test_resume_keeps_ok_lines_and_drops_failed_and_torn_ones(tmp_path):
     writer.close()
     with open(path) as stream:
         assert [json.loads(line)["input"] for line in stream] == ["a", "c"]
+
+
+def test_file_names_that_are_not_utf8_are_written_and_resumed(tmp_path):
+    name = os.fsdecode(b"caf\xe9.png")  # what os.scandir gives for such a name
+    path = str(tmp_path / "r.jsonl")
+    writer = results.ResultsWriter(path, resume=False)
+    writer.write({"input": name, "status": "ok", "response": {"label": "caf\u00e9"}})
+    writer.close()
+    with open(path, "rb") as stream:
+        assert b'"caf\\udce9.png"' in stream.read()
+    assert results.ResultsWriter(path, resume=True).is_done(name)
+    shape = spec.RequestShape(spec.MULTIPART, file_field="image")
+    image = tmp_path / name
+    image.write_bytes(b"x")
+    request = payloads.build_request(shape, [Input(str(image), path=str(image))])
+    assert 'filename="caf\ufffd.png"'.encode("utf-8") in request.body
+

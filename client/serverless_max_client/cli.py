@@ -4,18 +4,21 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import sys
 import threading
+import time
 from typing import Any, Dict, List, Optional
 
 from . import __version__
 from .inputs import ManifestColumns, Shard, UsageError, can_count, iter_inputs
-from .platforms import message_of, platform_of
-from .progress import Progress, summary
+from .platforms import THROTTLED, TRANSIENT, classify, message_of, platform_of
+from .progress import Progress
 from .results import ResultsWriter
-from .runner import Runner, Settings
-from .spec import LIST, MULTIPART, RequestShape, apply_flags, model_base, shape_from_spec, under_base
+from .runner import BACKOFF_BASE, BACKOFF_CAP, Runner, Settings
+from .spec import LIST, MULTIPART, QUERY, RequestShape, apply_flags, model_base, shape_from_spec, under_base
+from .stats import summary
 from .transport import HttpTransport, LambdaTransport, SendError, Signer, parse_lambda_target, region_of_function_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -162,15 +165,10 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     """The request shape from swagger.json, then the flags; a clear UsageError when neither says it."""
     flags_say_it = bool(args.field or args.json_field)
     where = "%s/swagger.json" % (args.url if args.url.startswith("lambda://") else model_base(args.url))
-    problem = None  # type: Optional[str]
-    shape = None  # type: Optional[RequestShape]
-    try:
-        answer = await transport.send("GET", "/swagger.json")
-    except SendError as error:
-        problem = "cannot reach %s: %s. Check the URL and that the model is deployed" % (where, error)
-        if not flags_say_it:
-            raise UsageError(problem)
-    else:
+    problem: Optional[str] = None
+    shape: Optional[RequestShape] = None
+    answer = await fetch_spec(transport, where, args.retries)
+    if answer is not None:
         if answer.status in (401, 403):
             problem = ("%s answered %d (%s): this model needs credentials: -H 'Authorization: ...', --whisk-auth "
                        "SECRET, or --aws-sigv4" % (where, answer.status, message_of(answer.body, 200)))
@@ -195,6 +193,25 @@ async def read_shape(transport: Any, args: argparse.Namespace) -> RequestShape:
     return apply_flags(shape, args.field, args.json_field, args.path, args.form)
 
 
+async def fetch_spec(transport: Any, where: str, retries: int) -> Any:
+    """GET /swagger.json, re-sent like a prediction while the platform says "not now" (a cold start,
+    a throttled namespace); an address that does not answer at all ends the run before it starts."""
+    for attempt in range(retries + 1):
+        try:
+            answer = await transport.send("GET", "/swagger.json")
+        except SendError as error:
+            if error.kind in ("connection refused", "unknown host", "connection failed") or attempt == retries:
+                raise UsageError("cannot reach %s: %s. Check the URL and that the model is deployed" % (where, error))
+            verdict = None
+        else:
+            verdict = classify(answer.status, answer.headers, answer.body)
+            if verdict.kind not in (THROTTLED, TRANSIENT) or attempt == retries:
+                return answer
+        await asyncio.sleep(max(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)),
+                                verdict.retry_after or 0.0 if verdict else 0.0))
+    return None
+
+
 def describe(shape: RequestShape, args: argparse.Namespace) -> str:
     if shape.kind == MULTIPART:
         what = "multipart/form-data, file field %r%s" % (shape.file_field, "".join(
@@ -202,6 +219,8 @@ def describe(shape: RequestShape, args: argparse.Namespace) -> str:
     elif shape.kind == LIST:
         what = "JSON {%r: [...]} with %d input(s) per request%s" % (shape.list_field, args.batch_size, "".join(
             ", %s=%s" % (key, json.dumps(value)) for key, value in sorted(shape.body.items())))
+    elif shape.kind == QUERY:
+        what = "no body, each manifest row's columns as query parameters"
     else:
         what = "JSON body from each manifest row%s" % "".join(
             ", %s=%s" % (key, json.dumps(value)) for key, value in sorted(shape.body.items()))
@@ -273,7 +292,8 @@ async def predict(args: argparse.Namespace) -> int:
             writer.close()
         stats = runner.stats
         if not args.quiet:
-            summary(stats, runner.limiter.settled(stats.started + (stats.finished - stats.started) / 2), args.output)
+            finished = stats.finished or time.time()
+            summary(stats, runner.limiter.settled(stats.started + (finished - stats.started) / 2), args.output)
     if args.plot:
         plot(args.output, args.plot)
     if stats.interrupted:
@@ -308,6 +328,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except OSError as error:  # the results file or the output directory: a full disk, a read-only place
+        sys.stderr.write("serverless-max: error: %s\n" % error)
+        return EXIT_USAGE
     except BrokenPipeError:
         os._exit(EXIT_FAILED)
 

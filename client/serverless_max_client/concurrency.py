@@ -1,6 +1,7 @@
 """How many requests may be in flight: additive increase, multiplicative decrease (AIMD), as TCP does.
 
-The limit starts at -j and never goes above it. A throttle ("not now": 429, 503...) halves it, once
+The limit starts at -j and never goes above it, nor above a limit the platform names (OpenWhisk's
+429 says "allowed: M"). A throttle ("not now": 429, 503...) halves it, once
 per round of requests: answers to requests that were sent before the last cut say nothing new, so
 they do not cut again. Every success adds 1/limit, about one more request per round trip. A
 Retry-After pauses every new request until then. The run so settles just under the platform's limit.
@@ -22,7 +23,7 @@ class Limiter(object):
         self.last_cut = 0.0
         self.paused_until = 0.0
         self.cuts = 0
-        self.history = []  # type: List[Tuple[float, float]]  # (time, limit) after each change
+        self.history: List[Tuple[float, float]] = []  # (time, limit) after each change
         self._changed = asyncio.Condition()
 
     def allowed(self) -> int:
@@ -45,16 +46,23 @@ class Limiter(object):
                 await self._changed.wait()
 
     async def release(self, started: float, throttled: bool, succeeded: bool,
-                      retry_after: Optional[float] = None) -> None:
+                      retry_after: Optional[float] = None, allowed: Optional[int] = None) -> None:
         async with self._changed:
             self.in_flight -= 1
             now = time.time()
+            if allowed is not None and 1 <= allowed < self.ceiling:
+                # The platform named its limit: more in flight can never pass, and that many may. This
+                # throttle's cut is to that limit, not by half.
+                self.ceiling = float(allowed)
+                self.limit = min(self.limit, self.ceiling)
+                self.last_cut = now
+                self._record(now, always=True)
+            elif throttled and started >= self.last_cut:
+                self.limit = max(1.0, self.limit * DECREASE)
+                self.last_cut = now
+                self.cuts += 1
+                self._record(now, always=True)
             if throttled:
-                if started >= self.last_cut:
-                    self.limit = max(1.0, self.limit * DECREASE)
-                    self.last_cut = now
-                    self.cuts += 1
-                    self._record(now, always=True)
                 if retry_after:
                     self.paused_until = max(self.paused_until, now + retry_after)
             elif succeeded and self.limit < self.ceiling:

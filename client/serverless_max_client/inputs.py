@@ -32,7 +32,8 @@ class Input:
 
 def id_hash(input_id: str) -> int:
     """A stable 64-bit hash of an id: the same on every machine and Python (unlike hash())."""
-    return int.from_bytes(hashlib.blake2b(input_id.encode("utf-8"), digest_size=8).digest(), "big")
+    data = input_id.encode("utf-8", "surrogatepass")  # file names that are not UTF-8 hash too
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 @dataclass
@@ -74,34 +75,49 @@ def _walk(directory: str) -> Iterator[str]:
 
 
 def _glob_root(pattern: str) -> str:
-    """The directory part of a glob before its first wildcard: answers are named relative to it."""
+    """The directory part of a glob before its first wildcard."""
     parts = pattern.split(os.sep)
     literal = list(itertools.takewhile(lambda part: not GLOB_CHARACTERS & set(part), parts[:-1]))
     return os.sep.join(literal) or "."
 
 
+def _name(path: str, root: Optional[str] = None) -> str:
+    """Where the input's binary answer goes below --output-dir: below the directory (or a glob's
+    directory) it was found in, that directory's name and the path within it (photos/a/cat.png); a
+    file named by itself, its path as given when relative and inside the working directory, else its
+    file name. Distinct inputs so get distinct names, short ones where they can be."""
+    if root is not None:
+        top = os.path.basename(os.path.normpath(os.path.abspath(root)))
+        return os.path.join(top, os.path.relpath(path, root)) if os.path.normpath(root) != "." else \
+            os.path.relpath(path, root)
+    relative = os.path.normpath(path)
+    if os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir:
+        return os.path.basename(relative)
+    return relative
+
+
 def _paths(argument: str, stdin: TextIO) -> Iterator[Tuple[str, str]]:
-    """(path, name): the file, and its name relative to the directory or glob it was found by."""
+    """(path, name): each file, and where its binary answer goes (see _name)."""
     if argument == "-":
         for line in stdin:
             line = line.rstrip("\r\n")
             if line:
-                yield line, os.path.basename(line)
+                yield line, _name(line)
     elif os.path.isdir(argument):
         for path in _walk(argument):
-            yield path, os.path.relpath(path, argument)
+            yield path, _name(path, argument)
     elif GLOB_CHARACTERS & set(argument) and not os.path.exists(argument):
         matched = False
         root = _glob_root(argument)
         for path in glob.iglob(argument, recursive=True):
             if not os.path.isdir(path):
                 matched = True
-                yield path, os.path.relpath(path, root)
+                yield path, _name(path, root)
         if not matched:
             raise UsageError("no file matches %s" % argument)
     else:
         # A missing or unreadable file is the input's failure (a result line), not the run's.
-        yield argument, os.path.basename(argument)
+        yield argument, _name(argument)
 
 
 @dataclass
@@ -161,7 +177,7 @@ def iter_inputs(arguments: Iterable[str], manifest: Optional[str] = None,
     """Every input of the run, in order, this shard's only."""
     stdin = stdin or sys.stdin
     if manifest is not None:
-        source = _manifest_inputs(manifest, columns or ManifestColumns(), stdin)  # type: Iterator[Input]
+        source: Iterator[Input] = _manifest_inputs(manifest, columns or ManifestColumns(), stdin)
     else:
         source = (Input(path, path=path, name=name) for argument in arguments for path, name in _paths(argument, stdin))
     for item in source:

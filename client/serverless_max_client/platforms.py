@@ -17,21 +17,25 @@ The platforms' ways of saying "not now", from their sources and documentation:
 Anything 429 or 503 cuts the concurrency; 502 and 504 are retried without a cut.
 """
 
+import email.utils
 import json
+import re
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
 OK, FAIL, THROTTLED, TRANSIENT = "ok", "fail", "throttled", "transient"
+ALLOWED = re.compile(r"allowed: (\d+)\)")
 
 # Response headers that name the request on each platform, most specific first.
 REQUEST_ID_HEADERS = ("x-openwhisk-activation-id", "x-amzn-requestid", "x-amz-apigw-id", "x-cloud-trace-context",
                       "x-request-id", "traceparent")
 
-LIMIT_ADVICE = ("the request is over the platform's request size limit (OpenWhisk: 1 MB by default, "
-                "the controller's whisk.activation.payload.max; Lambda: 6 MB synchronous invoke payload, "
-                "function URLs and API Gateway included, less after base64; API Gateway REST: 10 MB; "
-                "Cloud Run: 32 MiB over HTTP/1): send smaller inputs (e.g. resize images) or raise the limit "
-                "where the platform allows it")
+LIMIT_ADVICE = ("the request is over the platform's request size limit (OpenWhisk: 1 MB by default, the "
+                "controller's whisk.activation.payload.max; Lambda: 6 MB per synchronous invocation, behind a "
+                "function URL or API Gateway too, and the body travels base64-encoded in the event, so about "
+                "4.4 MB of input fits; Cloud Run: 32 MiB over HTTP/1): send smaller inputs (e.g. resize images) "
+                "or raise the limit where the platform allows it")
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Verdict:
     signal: Optional[str] = None   # the platform's "not now" met, for the summary
     message: Optional[str] = None  # for FAIL: what went wrong, in the platform's or model's words
     retry_after: Optional[float] = None
+    allowed: Optional[int] = None  # the concurrency the platform says it allows (OpenWhisk's "allowed: M")
 
 
 def message_of(body: bytes, limit: int = 500) -> str:
@@ -68,10 +73,16 @@ def retry_after_seconds(headers: Mapping[str, str], body_json: Any) -> Optional[
     value = headers.get("retry-after")
     if value is None and isinstance(body_json, dict):
         value = body_json.get("retryAfterSeconds")
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return max(0.0, float(value))
     except (TypeError, ValueError):
-        return None  # an HTTP date: rare from these platforms; the backoff applies instead
+        pass
+    try:  # Retry-After may also be an HTTP date
+        return max(0.0, email.utils.parsedate_to_datetime(str(value)).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def classify(status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
@@ -93,9 +104,14 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
                        retry_after=retry_after_seconds(headers, body_json))
     if status == 429:
         if "Too many concurrent requests in flight" in text:
-            signal = "OpenWhisk 429 Too many concurrent requests in flight"
+            allowed = ALLOWED.search(text)
+            return Verdict(THROTTLED, "OpenWhisk 429 Too many concurrent requests in flight",
+                           allowed=int(allowed.group(1)) if allowed else None)
         elif "Too many requests in the last minute" in text:
-            signal = "OpenWhisk 429 Too many requests in the last minute"
+            # The controller counts per minute of its clock (RateThrottler: currentTimeMillis / 60000);
+            # nothing passes before the next one starts, so every request waits for it (1 s for skew).
+            return Verdict(THROTTLED, "OpenWhisk 429 Too many requests in the last minute",
+                           retry_after=60.0 - time.time() % 60.0 + 1.0)
         elif isinstance(body_json, dict) and "Reason" in body_json:
             signal = "Lambda 429 TooManyRequestsException (%s)" % body_json["Reason"]
         else:

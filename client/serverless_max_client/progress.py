@@ -1,18 +1,10 @@
 """What a person sees: a progress bar on a terminal, plain periodic lines otherwise, and the summary."""
 
 import asyncio
-import sys
 import time
-from typing import Any, List, Optional, TextIO
+from typing import Any, TextIO
 
-from .runner import Runner, Stats
-
-
-def percentile(sorted_values: List[float], share: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, int(round(share * (len(sorted_values) - 1)))))
-    return sorted_values[index]
+from .runner import Runner
 
 
 class Progress(object):
@@ -22,7 +14,7 @@ class Progress(object):
         self.runner = runner
         self.stream = stream
         self.interval = interval
-        self.bar = None  # type: Any
+        self.bar: Any = None
         if bar:
             from tqdm import tqdm
             self.bar = tqdm(total=None, unit="input", file=stream, dynamic_ncols=True, smoothing=0.1,
@@ -55,30 +47,3 @@ class Progress(object):
         if self.bar is not None:
             self.show()
             self.bar.close()
-
-
-def summary(stats: Stats, settled: float, results_path: str, stream: Optional[TextIO] = None) -> None:
-    stream = stream or sys.stderr
-    elapsed = max(1e-9, (stats.finished or time.time()) - stats.started)
-    latencies = sorted(stats.latencies)
-    lines = ["%s: %d inputs in %.1f s: %d ok, %d failed; %.1f predictions/s"
-             % ("interrupted" if stats.interrupted else "done", stats.done, elapsed, stats.ok, stats.failed,
-                stats.done / elapsed)]
-    if latencies:
-        lines.append("latency (ms): p50 %.0f  p90 %.0f  p99 %.0f" % tuple(
-            percentile(latencies, share) * 1000 for share in (0.5, 0.9, 0.99)))
-    share = stats.throttled / stats.attempts if stats.attempts else 0.0
-    lines.append("requests: %d sent, %d retried, %d throttled (%.1f%%); concurrency settled at %.1f "
-                 "(mean in flight %.1f)" % (stats.attempts, stats.retries, stats.throttled, 100 * share, settled,
-                                            stats.busy_seconds / elapsed))
-    for signal, count in stats.signals.most_common():
-        lines.append("  met %dx: %s" % (count, signal))
-    for kind, count in stats.failure_kinds.most_common():
-        lines.append("  failed %dx: %s" % (count, kind))
-    if stats.failed:
-        lines.append("the failed inputs' lines in %s say why (jq 'select(.status==\"failed\")'); "
-                     "--resume retries them" % results_path)
-    if stats.interrupted:
-        lines.append("inputs not finished have no line; run again with --resume to finish them")
-    stream.write("\n".join(lines) + "\n")
-    stream.flush()

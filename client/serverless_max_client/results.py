@@ -9,6 +9,7 @@ most the last second, while the run is not slowed to the disk's sync rate.
 temporary copy and a rename, so a kill during the rewrite loses nothing) and tells which ids are done.
 """
 
+import errno
 import json
 import os
 import time
@@ -32,7 +33,7 @@ def _ok_line(line: bytes) -> Optional[str]:
 
 def compact_for_resume(path: str) -> Set[int]:
     """Keep only the ok lines of a results file (one per input); the hashes of their ids."""
-    done = set()  # type: Set[int]
+    done: Set[int] = set()
     dropped = False
     temporary = path + ".resume-tmp"
     with open(path, "rb") as source, open(temporary, "wb") as target:
@@ -56,7 +57,7 @@ def compact_for_resume(path: str) -> Set[int]:
 class ResultsWriter(object):
     def __init__(self, path: str, resume: bool):
         self.path = path
-        self.done = set()  # type: Set[int]
+        self.done: Set[int] = set()
         exists = os.path.exists(path) and os.path.getsize(path) > 0
         if exists and not resume:
             raise UsageError("%s already holds results: add --resume to finish that run, or choose another -o"
@@ -75,17 +76,32 @@ class ResultsWriter(object):
         return id_hash(input_id) in self.done
 
     def write(self, record: Dict[str, Any]) -> None:
-        data = (json.dumps(record, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode("utf-8")
-        written = os.write(self.fd, data)
-        while written < len(data):  # a regular file takes it all at once; a full disk raises instead
-            written += os.write(self.fd, data[written:])
+        try:
+            data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes): JSON's \u escapes
+            data = (json.dumps(record) + "\n").encode("ascii")
+        try:
+            written = os.write(self.fd, data)
+            while written < len(data):  # a regular file takes it all at once; a full disk raises instead
+                written += os.write(self.fd, data[written:])
+        except OSError as error:
+            raise OSError(error.errno, "cannot write the results to %s: %s" % (self.path, error.strerror))
         if time.monotonic() - self.last_sync >= FSYNC_INTERVAL:
+            self._sync()
+
+    def _sync(self) -> None:
+        try:
             os.fsync(self.fd)
-            self.last_sync = time.monotonic()
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # EINVAL: a pipe or a device, which has nothing to sync
+                raise
+        self.last_sync = time.monotonic()
 
     def close(self) -> None:
-        os.fsync(self.fd)
-        os.close(self.fd)
+        try:
+            self._sync()
+        finally:
+            os.close(self.fd)
 
 
 def save_binary(output_dir: str, relative: str, data: bytes) -> str:

@@ -1,25 +1,23 @@
 """The run: inputs streamed into a bounded queue, workers sending them under the AIMD limit with
 retries, every input's outcome one line in the results file."""
 
-import array
 import asyncio
 import dataclasses
 import json
 import random
 import threading
 import time
-import urllib.parse
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
 from .concurrency import Limiter
 from .inputs import Input, read_text
-from .payloads import build_body, is_json, output_name, split_answer
-from .platforms import FAIL, OK, THROTTLED, Verdict, classify, message_of, request_id
+from .payloads import build_request, is_json, output_name, split_answer
+from .platforms import FAIL, OK, THROTTLED, TRANSIENT, Verdict, classify, message_of, request_id
 from .results import ResultsWriter, save_binary
 from .spec import LIST, RequestShape
-from .transport import SendError
+from .stats import Stats
+from .transport import Answer, SendError
 
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 20.0
@@ -34,28 +32,6 @@ class Settings:
     output_dir: Optional[str] = None
     backoff_base: float = BACKOFF_BASE
     backoff_cap: float = BACKOFF_CAP
-
-
-@dataclass
-class Stats:
-    started: float = field(default_factory=time.time)
-    finished: Optional[float] = None
-    ok: int = 0
-    failed: int = 0
-    attempts: int = 0
-    retries: int = 0
-    throttled: int = 0
-    requests_ok: int = 0
-    busy_seconds: float = 0.0     # the attempts' durations summed: over the run's time, the mean in flight
-    failure_kinds: Counter = field(default_factory=Counter)
-    signals: Counter = field(default_factory=Counter)
-    latencies: array.array = field(default_factory=lambda: array.array("d"))
-    total: Optional[int] = None   # inputs to do, once counted (progress bar)
-    interrupted: bool = False
-
-    @property
-    def done(self) -> int:
-        return self.ok + self.failed
 
 
 @dataclass
@@ -78,7 +54,7 @@ class Runner(object):
 
     def _jobs(self, inputs: Iterator[Input]) -> Iterator[Job]:
         size = self.settings.batch_size if self.shape.kind == LIST else 1
-        batch = []  # type: List[Input]
+        batch: List[Input] = []
         for item in inputs:
             if self.writer.is_done(item.id):
                 continue
@@ -103,7 +79,7 @@ class Runner(object):
                 asyncio.run_coroutine_threadsafe(queue.put(error), loop)
 
     async def run(self, inputs: Iterator[Input]) -> Stats:
-        queue = asyncio.Queue(maxsize=self.settings.jobs * 2)  # type: asyncio.Queue[Any]
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.settings.jobs * 2)
         threading.Thread(target=self._read, args=(inputs, queue, asyncio.get_running_loop()), name="inputs",
                          daemon=True).start()
         workers = [asyncio.ensure_future(self._work(queue)) for _ in range(self.settings.jobs)]
@@ -146,27 +122,29 @@ class Runner(object):
         if not items:
             return
         try:
-            body, content_type = build_body(self.shape, items)
-        except (OSError, ValueError) as error:
-            self._fail(items, job, None, "unreadable input", "cannot read %s: %s" % (items[0].path, _reason(error)))
+            request = build_request(self.shape, items)
+        except (OSError, ValueError) as read_error:
+            self._fail(items, job, None, "unreadable input", "cannot read %s: %s" % (items[0].path, _reason(read_error)))
             return
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
             started = await self.limiter.acquire()
-            answer, error = None, None
+            answer: Optional[Answer] = None
             try:
-                answer = await self.transport.send("POST", self.shape_path, body, content_type)
+                answer = await self.transport.send("POST", request.path, request.body, request.content_type)
                 verdict = classify(answer.status, answer.headers, answer.body)
-            except SendError as send_error:
-                error = send_error
-                verdict = Verdict("transient", None, str(send_error))
+                outcome: Any = answer.status
+                described = "HTTP %d" % answer.status
+            except SendError as error:
+                verdict = Verdict(TRANSIENT, None, str(error))
+                outcome, described = error.kind, str(error)
             except BaseException:
                 await self.limiter.release(started, throttled=False, succeeded=False)
                 raise
             finished = time.time()
-            await self.limiter.release(started, verdict.kind == THROTTLED, verdict.kind == OK, verdict.retry_after)
-            job.attempt_log.append([round(started, 6), round(finished, 6),
-                                    answer.status if answer is not None else error.kind])  # type: ignore
+            await self.limiter.release(started, verdict.kind == THROTTLED, verdict.kind == OK, verdict.retry_after,
+                                       verdict.allowed)
+            job.attempt_log.append([round(started, 6), round(finished, 6), outcome])
             self.stats.attempts += 1
             self.stats.busy_seconds += finished - started
             if verdict.kind == THROTTLED:
@@ -174,7 +152,6 @@ class Runner(object):
             if verdict.signal:
                 self.stats.signals[verdict.signal] += 1
             if verdict.kind == OK:
-                self.stats.requests_ok += 1
                 self._succeed(items, job, answer)
                 return
             if verdict.kind == FAIL:
@@ -182,9 +159,10 @@ class Runner(object):
                 self._fail(items, job, answer, "HTTP %d" % answer.status, verdict.message or "", answer.headers)
                 return
             if attempt == attempts:
-                last = ("HTTP %d (%s)" % (answer.status, verdict.signal or message_of(answer.body))
-                        if answer is not None else str(error))
-                kind = "gave up: " + (("HTTP %d" % answer.status) if answer is not None else error.kind)  # type: ignore
+                last = described
+                if answer is not None:
+                    last += " (%s)" % message_of(answer.body, 200)
+                kind = "gave up: " + ("HTTP %d" % answer.status if answer is not None else outcome)
                 message = "no answer after %d attempts (--retries %d); the last: %s" % (
                     attempts, self.settings.retries, last)
                 if answer is not None and answer.status == 202 and request_id(answer.headers):
@@ -197,17 +175,12 @@ class Runner(object):
             delay = random.uniform(0, min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (attempt - 1)))
             await asyncio.sleep(max(delay, verdict.retry_after or 0.0))
 
-    @property
-    def shape_path(self) -> str:
-        path = self.shape.path
-        if self.shape.query:
-            path += "?" + urllib.parse.urlencode(self.shape.query)
-        return path
-
     # ------------------------------------------------------------------ the lines
 
-    def _record(self, item: Input, job: Job, status: str, answer: Any, response: Any, error: Optional[str],
-                error_kind: Optional[str] = None, headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    def _record(self, item: Input, job: Job, sent: int, status: str, answer: Any, response: Any,
+                error: Optional[str], error_kind: Optional[str] = None,
+                headers: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """One input's line; `sent`: how many inputs its request carried."""
         last = job.attempt_log[-1] if job.attempt_log else None
         return {
             "input": item.id, "status": status,
@@ -219,7 +192,7 @@ class Runner(object):
             "response": response,
             "request_id": request_id(headers or (answer.headers if answer is not None else {})),
             "error": error, "error_kind": error_kind,
-            "batch": len(job.items) if len(job.items) > 1 else None,
+            "batch": sent if sent > 1 else None,
         }
 
     def _succeed(self, items: List[Input], job: Job, answer: Any) -> None:
@@ -238,16 +211,17 @@ class Runner(object):
                            % (len(items), len(items)))
                 return
             for item, part in zip(items, parts):
-                self._write_ok(item, job, answer, part)
+                self._write_ok(item, job, len(items), answer, part)
             return
         output_dir = self.settings.output_dir or (self.writer.path + ".files")
         for item in items:
             relative = output_name(item.name or item.id, content_type)
             path = save_binary(output_dir, relative, answer.body)
-            self._write_ok(item, job, answer, {"file": path, "content_type": content_type, "bytes": len(answer.body)})
+            self._write_ok(item, job, len(items), answer,
+                           {"file": path, "content_type": content_type, "bytes": len(answer.body)})
 
-    def _write_ok(self, item: Input, job: Job, answer: Any, response: Any) -> None:
-        self.writer.write(self._record(item, job, "ok", answer, response, None))
+    def _write_ok(self, item: Input, job: Job, sent: int, answer: Any, response: Any) -> None:
+        self.writer.write(self._record(item, job, sent, "ok", answer, response, None))
         self.stats.ok += 1
         last = job.attempt_log[-1]
         self.stats.latencies.append(last[1] - last[0])
@@ -261,7 +235,7 @@ class Runner(object):
             except (ValueError, UnicodeDecodeError):
                 response = None
         for item in items:
-            self.writer.write(self._record(item, job, "failed", answer, response, message, kind, headers))
+            self.writer.write(self._record(item, job, len(items), "failed", answer, response, message, kind, headers))
             self.stats.failed += 1
             self.stats.failure_kinds[kind] += 1
 

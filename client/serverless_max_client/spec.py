@@ -5,6 +5,7 @@ Three shapes cover the MAX models:
   multipart  POST multipart/form-data: one file field (image, audio, file...) plus form fields
   list       POST application/json {"<field>": [item, ...]}: text models; several inputs per request
   json       POST application/json built from a manifest row's columns
+  query      POST with no body: a manifest row's columns are query parameters (recommenders)
 """
 
 import json
@@ -14,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .inputs import UsageError
 
-MULTIPART, LIST, JSON_BODY = "multipart", "list", "json"
+MULTIPART, LIST, JSON_BODY, QUERY = "multipart", "list", "json", "query"
 DEFAULT_PREDICT_PATH = "/model/predict"
 HOW_TO_SHAPE = ("give the request's shape instead: --field NAME for a model that takes a file upload "
                 "(e.g. --field image), or --json-field NAME for a model that takes a JSON list (e.g. --json-field "
@@ -74,16 +75,18 @@ def shape_from_spec(spec: Dict[str, Any]) -> RequestShape:
     path, operation = predict_operation(spec)
     base_path = spec.get("basePath") or "/"
     full_path = path
-    files, form, query, body_schema = [], {}, {}, None
+    files, form, query, body_schema, query_names = [], {}, {}, None, []
     for parameter in operation.get("parameters", []):
         parameter = _resolve(spec, parameter)
-        where, name = parameter.get("in"), parameter.get("name")
+        where, name = parameter.get("in"), str(parameter.get("name"))
         if where == "formData" and parameter.get("type") == "file":
             files.append(name)
         elif where == "formData" and "default" in parameter:
             form[name] = _default_text(parameter["default"])
-        elif where == "query" and "default" in parameter:
-            query[name] = _default_text(parameter["default"])
+        elif where == "query":
+            query_names.append(name)
+            if "default" in parameter:
+                query[name] = _default_text(parameter["default"])
         elif where == "body":
             body_schema = _resolve(spec, parameter.get("schema", {}))
     if files:
@@ -105,7 +108,10 @@ def shape_from_spec(spec: Dict[str, Any]) -> RequestShape:
                         if "default" in _resolve(spec, schema))
         return RequestShape(JSON_BODY, full_path, body=defaults, query=query, source="swagger.json",
                             base_path=base_path)
-    raise UsageError("the predict operation %s takes neither a file nor a JSON body; %s" % (full_path, HOW_TO_SHAPE))
+    if query_names:
+        return RequestShape(QUERY, full_path, query=query, source="swagger.json", base_path=base_path)
+    raise UsageError("the predict operation %s takes neither a file, a JSON body nor query parameters; %s"
+                     % (full_path, HOW_TO_SHAPE))
 
 
 def apply_flags(shape: Optional[RequestShape], file_field: Optional[str], json_field: Optional[str],
@@ -127,7 +133,7 @@ def apply_flags(shape: Optional[RequestShape], file_field: Optional[str], json_f
         name, equals, value = pair.partition("=")
         if not equals or not name:
             raise UsageError("-F takes NAME=VALUE, not %r" % pair)
-        if name in shape.query:
+        if name in shape.query or shape.kind == QUERY:
             shape.query[name] = value  # the spec says it goes in the query (MAX apps also read it from the form)
         elif shape.kind == MULTIPART:
             shape.form[name] = value

@@ -13,7 +13,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import aiohttp
 
@@ -68,12 +68,13 @@ class Signer(object):
         self.session = Session()
         # AWS_REGION is what Lambda and the newer SDKs set; botocore itself reads AWS_DEFAULT_REGION.
         self.region = region or os.environ.get("AWS_REGION") or self.session.get_config_variable("region")
-        self.credentials = self.session.get_credentials()
-        if self.credentials is None:
+        credentials = self.session.get_credentials()
+        if credentials is None:
             raise UsageError("AWS SigV4: no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                              "AWS_PROFILE, or run aws configure / aws sso login)")
         if not self.region:
             raise UsageError("AWS SigV4: no region (give --region, or set AWS_REGION or AWS_DEFAULT_REGION)")
+        self.credentials = credentials
 
     def sign(self, method: str, url: str, body: bytes, headers: Dict[str, str]) -> Dict[str, str]:
         from botocore.auth import SigV4Auth
@@ -101,8 +102,7 @@ class HttpTransport(object):
         self.signer = signer
         self.connections = connections
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
-        self.session = None  # type: Optional[aiohttp.ClientSession]
-
+        self.session: Optional[aiohttp.ClientSession] = None
     async def __aenter__(self) -> "HttpTransport":
         connector = aiohttp.TCPConnector(limit=self.connections, limit_per_host=0, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=True)
@@ -166,7 +166,7 @@ class LambdaTransport(object):
             headers["content-type"] = content_type
         headers["content-length"] = str(len(body))
         now = time.time()
-        event = {
+        event: Dict[str, Any] = {
             "version": "2.0", "routeKey": "$default", "rawPath": raw_path, "rawQueryString": raw_query,
             "headers": headers,
             "requestContext": {
@@ -178,7 +178,7 @@ class LambdaTransport(object):
                 "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
             },
             "isBase64Encoded": bool(body),
-        }  # type: Dict[str, Any]
+        }
         if raw_query:
             event["queryStringParameters"] = dict(urllib.parse.parse_qsl(raw_query, keep_blank_values=True))
         if body:
@@ -225,7 +225,3 @@ def parse_lambda_target(url: str) -> Optional[str]:
         raise UsageError("lambda:// needs a function name or ARN, e.g. lambda://max-digit-classifier")
     return function
 
-
-async def fetch(transport: Any, path: str) -> Tuple[int, Dict[str, str], bytes]:
-    answer = await transport.send("GET", path)
-    return answer.status, answer.headers, answer.body
