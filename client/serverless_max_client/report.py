@@ -239,7 +239,9 @@ def draw_figure(run: RunRecord, title: str) -> Any:
     if latency_ms.max() / latency_ms.min() > 50:
         latency_axes.set_yscale("log")
     latency_axes.set_ylabel("latency per attempt (ms)")
-    latency_axes.legend(loc="upper right", fontsize=8, markerscale=1.5)
+    # Above the panel, in one row: inside it the legend would hide marks.
+    latency_axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=5, fontsize=8, markerscale=1.5,
+                        frameon=False, borderaxespad=0.2)
     latency_axes.grid(True, which="major", alpha=0.3)
 
     flight_edges = numpy.linspace(0.0, span, IN_FLIGHT_BUCKETS + 1)
@@ -261,7 +263,8 @@ def draw_figure(run: RunRecord, title: str) -> Any:
     rate_axes.set_xlabel("seconds since the first request")
     rate_axes.legend(loc="upper right", fontsize=8)
     rate_axes.grid(True, alpha=0.3)
-    rate_axes.set_xlim(0.0, span)
+    # A little room at both ends, so that marks on the first and last instants are not cut in half.
+    rate_axes.set_xlim(-0.01 * span, 1.01 * span)
     return figure
 
 
