@@ -15,6 +15,11 @@ readonly DEFAULT_TIMEOUT_MS=60000
 readonly EXIT_USAGE=2
 readonly CONTAINER_PORT=8080
 readonly ALL_PLATFORMS="openwhisk cloudrun knative lambda codeengine"
+readonly DEPLOY_FILES="$ROOT_DIR/scripts/deploy_files.py"
+# The most containers (instances) a model gets on a platform unless --max-instances says otherwise.
+readonly DEFAULT_MAX_INSTANCES=10
+readonly OPENWHISK_STOCK_MAX_MEMORY_MB=512
+readonly OPENWHISK_STOCK_MAX_TIMEOUT_MS=300000
 
 # Shapes accepted for each input; nothing else ever reaches a command line.
 readonly MODEL_RE='^max-[a-z0-9]+([._-][a-z0-9]+)*$'
@@ -60,6 +65,12 @@ beside it; an option wins over the variable.
       --platform NAMES     PLATFORM             whose deploy commands to print: all (default) or
                                                  some of openwhisk,cloudrun,knative,lambda,codeengine
       --engine NAME        ENGINE               docker (default) or podman
+      --deploy-dir DIR     DEPLOY_DIR           also write each model's deployment files into DIR/MODEL/:
+                                                 Knative and Cloud Run services, a SAM template, an
+                                                 OpenWhisk manifest and NEXT-STEPS.txt (needs python3;
+                                                 every model must be in examples/catalogue.json)
+      --max-instances N    MAX_INSTANCES        most containers per model the deploy commands and
+                                                 files allow (default: ${DEFAULT_MAX_INSTANCES})
       --fail-fast          FAIL_FAST=1          stop at the first model that fails
       --dry-run            DRY_RUN=1            validate, then print every command instead of
                                                  running it (skips the engine and login checks)
@@ -67,7 +78,9 @@ beside it; an option wins over the variable.
 
 Memory and timeout in the printed deploy commands come from examples/catalogue.json,
 converted to each platform's units and bounds; a model it does not list gets
-${DEFAULT_MEMORY_MB} MB and ${DEFAULT_TIMEOUT_MS} ms.
+${DEFAULT_MEMORY_MB} MB and ${DEFAULT_TIMEOUT_MS} ms. A MAX model computes one prediction at a time,
+so every command and file gives a container one request at a time and lets the platform add
+containers up to MAX_INSTANCES, and remove them all when idle (docs/deploy.md).
 Exit codes: 0 all built, 1 a model failed, 2 invalid input or environment (nothing was run).
 EOF
 }
@@ -124,8 +137,10 @@ PLATFORM="${PLATFORM:-all}"
 ENGINE="${ENGINE:-docker}"
 FAIL_FAST="${FAIL_FAST:-0}"
 DRY_RUN="${DRY_RUN:-0}"
+DEPLOY_DIR="${DEPLOY_DIR:-}"
+MAX_INSTANCES="${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}"
 
-readonly VALUE_OPTIONS_RE='^(-m|--models|-u|--username|-r|--registry|-t|--tag|--base-repo|--base-image|--platforms|--platform|--engine)$'
+readonly VALUE_OPTIONS_RE='^(-m|--models|-u|--username|-r|--registry|-t|--tag|--base-repo|--base-image|--platforms|--platform|--engine|--deploy-dir|--max-instances)$'
 
 parse_args() {
   local option value
@@ -151,6 +166,8 @@ parse_args() {
       --platforms) PLATFORMS="$value" ;;
       --platform) PLATFORM="$value" ;;
       --engine) ENGINE="$value" ;;
+      --deploy-dir) DEPLOY_DIR="$value" ;;
+      --max-instances) MAX_INSTANCES="$value" ;;
       --push) PUSH=1 ;;
       --no-push) PUSH=0 ;;
       --fail-fast) FAIL_FAST=1 ;;
@@ -292,6 +309,25 @@ validate_inputs() {
     ((PUSH)) || usage_error "PLATFORMS builds a multi-platform image, which can only go to a registry: drop --no-push"
   fi
   validate_deploy_platforms
+  validate_deploy_files
+}
+
+# --max-instances, and with --deploy-dir: python3, the generator, a directory to write, and
+# limits in the catalogue for every model (checked before anything is built).
+validate_deploy_files() {
+  check_length MAX_INSTANCES "$MAX_INSTANCES" "$MAX_VALUE_LENGTH"
+  [[ "$MAX_INSTANCES" =~ ^[1-9][0-9]{0,5}$ ]] ||
+    usage_error "MAX_INSTANCES must be a whole number from 1 to 999999, not '$MAX_INSTANCES'"
+  [[ -n "$DEPLOY_DIR" ]] || return 0
+  check_length DEPLOY_DIR "$DEPLOY_DIR" 4096
+  [[ "$DEPLOY_DIR" != -* ]] || usage_error "DEPLOY_DIR '$DEPLOY_DIR' starts with '-': write ./$DEPLOY_DIR"
+  [[ ! -e "$DEPLOY_DIR" || -d "$DEPLOY_DIR" ]] || usage_error "DEPLOY_DIR '$DEPLOY_DIR' exists and is not a directory"
+  command -v python3 >/dev/null || usage_error "--deploy-dir needs python3 to write the files: install it"
+  [[ -f "$DEPLOY_FILES" ]] || usage_error "scripts/deploy_files.py must sit beside build.sh in $ROOT_DIR for --deploy-dir"
+  local problem
+  if ! problem="$(python3 "$DEPLOY_FILES" check --catalogue "$CATALOGUE" "${MODEL_LIST[@]}" 2>&1)"; then
+    usage_error "${problem#error: }"
+  fi
 }
 
 # The engine must answer, and be able to push where we push, before any model is built.
@@ -512,7 +548,10 @@ add_deploy_commands() {
   for platform in "${DEPLOY_PLATFORMS[@]}"; do
     case "$platform" in
       openwhisk)
-        command="wsk action create $model --docker $image --web raw -m $MEMORY_MB -t $TIMEOUT_MS"
+        command="wsk action create $model --docker $image --web raw -m $MEMORY_MB -t $TIMEOUT_MS --concurrency 1"
+        if ((MEMORY_MB > OPENWHISK_STOCK_MAX_MEMORY_MB || TIMEOUT_MS > OPENWHISK_STOCK_MAX_TIMEOUT_MS)); then
+          command+=$'\n'"# above a stock deployment's -m $OPENWHISK_STOCK_MAX_MEMORY_MB -t $OPENWHISK_STOCK_MAX_TIMEOUT_MS: the operator must raise whisk.memory.max / whisk.time-limit.max first"
+        fi
         ;;
       cloudrun)
         name="$(platform_name "$model" 49)"
@@ -521,11 +560,13 @@ add_deploy_commands() {
         command="gcloud run deploy $name --image $image --port $CONTAINER_PORT --memory ${memory}Mi --timeout $timeout"
         cpu="$(cloudrun_cpu "$memory")"
         if [[ -n "$cpu" ]]; then command+=" --cpu $cpu"; fi
+        command+=" --concurrency 1 --min-instances 0 --max-instances $MAX_INSTANCES --cpu-boost"
         ;;
       knative)
         name="$(platform_name "$model" 63)"
         timeout="$(clamp "$seconds" 1 600)"
         command="kn service create $name --image $image --port $CONTAINER_PORT --limit memory=${MEMORY_MB}Mi --timeout $timeout"
+        command+=" --concurrency-limit 1 --scale-min 0 --scale-max $MAX_INSTANCES"
         ;;
       lambda)
         name="$(platform_name "$model" 64)"
@@ -533,6 +574,7 @@ add_deploy_commands() {
         timeout="$(clamp "$seconds" 1 900)"
         command="aws lambda create-function --function-name $name --package-type Image --code ImageUri=$image"
         command+=" --memory-size $memory --timeout $timeout --role \$LAMBDA_ROLE_ARN"
+        command+=$'\n'"aws lambda create-function-url-config --function-name $name --auth-type AWS_IAM"
         ;;
       codeengine)
         name="$(platform_name "$model" 35)"
@@ -540,6 +582,7 @@ add_deploy_commands() {
         timeout="$(clamp "$seconds" 1 600)"
         command="ibmcloud ce application create --name $name --image $image --port $CONTAINER_PORT"
         command+=" --cpu $CE_CPU --memory $CE_MEMORY --request-timeout $timeout"
+        command+=" --concurrency 1 --min-scale 0 --max-scale $MAX_INSTANCES"
         ;;
     esac
     DEPLOY_COMMANDS[$platform]+="$command"$'\n'
@@ -549,12 +592,28 @@ add_deploy_commands() {
 # What to know before running a platform's commands.
 platform_heading() {
   case "$1" in
-    openwhisk) say "Apache OpenWhisk (memory MB, timeout ms; a stock deployment allows at most -m 512 -t 300000):" ;;
-    cloudrun) say "Google Cloud Run (add --region; the image must be in Artifact Registry or Docker Hub; timeout at most 3600 s):" ;;
-    knative) say "Knative Serving (timeout at most 600 s unless the cluster raised max-revision-timeout-seconds):" ;;
-    lambda) say "AWS Lambda (the image must be in Amazon ECR in the function's region; LAMBDA_ROLE_ARN is its execution role; memory 128-10240 MB, timeout at most 900 s):" ;;
-    codeengine) say "IBM Code Engine (in the selected project; the smallest CPU/memory pair that holds the model; timeout at most 600 s):" ;;
+    openwhisk) say "Apache OpenWhisk (memory MB, timeout ms; one activation per container; a stock deployment allows at most -m 512 -t 300000):" ;;
+    cloudrun) say "Google Cloud Run (add --region; the image must be in Artifact Registry or Docker Hub; one request per instance; timeout at most 3600 s):" ;;
+    knative) say "Knative Serving (one request per container; timeout at most 600 s unless the cluster raised max-revision-timeout-seconds):" ;;
+    lambda) say "AWS Lambda (push the image to Amazon ECR in the function's region first: aws ecr create-repository, docker tag, docker push; LAMBDA_ROLE_ARN is its execution role; memory 128-10240 MB, timeout at most 900 s; the function URL is signed with IAM):" ;;
+    codeengine) say "IBM Code Engine (in the selected project; the smallest CPU/memory pair that holds the model; one request per instance; timeout at most 600 s):" ;;
   esac
+}
+
+DEPLOY_DIRS=()
+# Writes (or, in a dry run, prints) the model's deployment files into DEPLOY_DIR/MODEL, pinned to
+# the registry digest when the image was pushed and its digest is known. Its status goes to LAST_STATUS.
+write_deploy_files() {
+  local model="$1" image="$2" digest=""
+  local -a command
+  if [[ "$DIGEST" =~ ^sha256:[a-f0-9]{64}$ ]]; then digest="$DIGEST"; fi
+  command=(python3 "$DEPLOY_FILES" write --catalogue "$CATALOGUE" --out "$DEPLOY_DIR" --model "$model"
+    --image "$image" --max-instances "$MAX_INSTANCES")
+  if [[ -n "$digest" ]]; then command+=(--digest "$digest"); fi
+  if ((DRY_RUN)); then command+=(--dry-run); fi
+  LAST_STATUS=0
+  "${command[@]}" || LAST_STATUS=$?
+  if ((LAST_STATUS == 0)); then DEPLOY_DIRS+=("$DEPLOY_DIR/$model"); fi
 }
 
 SUMMARY_MODELS=()
@@ -590,6 +649,15 @@ process_model() {
     read_image_digest "$image" "$digest_file"
     result="$DIGEST"
     add_deploy_commands "$model" "$image"
+    if [[ -n "$DEPLOY_DIR" ]]; then
+      write_deploy_files "$model" "$image"
+      if ((LAST_STATUS != 0)); then
+        MODEL_FAILED=1
+        result="error: deployment files not written"
+      fi
+    fi
+  fi
+  if ((MODEL_FAILED == 0)); then
     say "[$index/$total] $model: done"
   else
     say "[$index/$total] $model: FAILED ($result)"
@@ -616,6 +684,14 @@ print_summary() {
   done
   ((${#DEPLOY_COMMANDS[@]})) || return 0
   say ""
+  if ((${#DEPLOY_DIRS[@]})); then
+    local directory
+    say "Next: deploy with the files (NEXT-STEPS.txt in each directory holds every platform's commands):"
+    for directory in "${DEPLOY_DIRS[@]}"; do
+      say "  $directory/"
+    done
+    return 0
+  fi
   say "Next: deploy (memory and timeout from examples/catalogue.json, in each platform's units and bounds)."
   for platform in "${DEPLOY_PLATFORMS[@]}"; do
     say ""

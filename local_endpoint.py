@@ -152,12 +152,19 @@ _JAVA_INT = re.compile(r"\A[+-]?\d+\Z")  # str patterns: \d is any Unicode decim
 _SUBTYPE_WILDCARD = re.compile(r"\*(?![!#$%&'*+\-.^_`|~0-9A-Za-z])")
 _WEIGHT = re.compile(r";[ \t]*q[ \t]*=[ \t]*(0(?:\.[0-9]*)?|\.[0-9]+|1(?:\.0*)?)[ \t]*")
 _TOKEN = re.compile(r"\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-# A form as Uri.Query parses it in strict mode (UriParser.scala): pairs split by '&', key and value by one
-# '=', each of unreserved characters, "!$'()*+,@:/?" and percent-encoded bytes. Its end is where it fails.
-_FORM_PART = rb"(?:[A-Za-z0-9\-._~!$'()*+,@:/?]|%[0-9A-Fa-f]{2})*"
-_STRICT_FORM = re.compile(rb"(?:%s(?:=%s)?(?:&%s(?:=%s)?)*)?" % ((_FORM_PART,) * 4))
+# A form as Uri.Query parses it in its default Relaxed mode (pekko-http 1.1.0 Uri.scala 722-724): pairs
+# split by '&', key and value by the first '='; a key of any visible ASCII but "%&=#", a value of any but
+# "%&#" (CharacterClasses.scala 62-66), '+' for a space, %XX for a byte (UriParser.scala 268-314).
+_FORM_KEY = re.compile(r"(?:[!\"$'-<>-~]|%[0-9A-Fa-f]{2})*")
+_FORM_VALUE = re.compile(r"(?:[!\"$'-~]|%[0-9A-Fa-f]{2})*")
+_HEX_DIGITS = frozenset(string.hexdigits)
+# UriParser.query keeps the pairs parsed so far on its value stack (two values each) while that stays
+# within maxValueStackSize 1024 (keyValuePairs, UriParser.scala 297-299): pairs 0-509, then another rule.
+_PAIRS_ON_THE_VALUE_STACK = 510
+_PARSER_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n"}
 _ENTITY_NAME = re.compile(r"\A([\w]|[\w][\w@ .-]*[\w@.-]+)\Z", re.ASCII)
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_FOLD = re.compile(rb"\r?\n[ \t]")  # obsolete line folding, as the header value holds it
 _BASE64_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/")
 _JAVA_WHITESPACE = "".join(chr(code) for code in range(33))  # what java.lang.String.trim strips
 # Characters pekko-http leaves unencoded when it renders a query (strict-query-char-np) or a path segment.
@@ -431,6 +438,91 @@ def render_query(pairs: List[Tuple[str, Optional[str]]]) -> str:
                     for key, value in pairs)
 
 
+class FormRefused(Exception):
+    """A body Uri.Query refuses; the text is what the controller answers (a ValidationRejection's)."""
+
+
+def parse_form(body: bytes) -> List[Tuple[str, str]]:
+    """The pairs of an application/x-www-form-urlencoded body as the controller's entity(as[FormData])
+    reads them (PredefinedFromEntityUnmarshallers.scala 50-62): the body decoded as UTF-8 (malformed
+    bytes become U+FFFD), then Uri.Query in Relaxed mode; a key without '=' has the value "". An
+    empty body has no pairs (FormData.Empty)."""
+    text = body.decode("utf-8", "replace")
+    pairs = []  # type: List[Tuple[str, str]]
+    if not text:
+        return pairs
+    at = 0
+    while True:
+        pair_start = at
+        at = _form_part_end(text, at, _FORM_KEY)
+        key = text[pair_start:at]
+        value_start = None  # type: Optional[int]
+        if text.startswith("=", at):
+            value_start = at + 1
+            at = _form_part_end(text, value_start, _FORM_VALUE)
+        value = "" if value_start is None else text[value_start:at]
+        pairs.append((_decode(key.encode("ascii"), True), _decode(value.encode("ascii"), True)))
+        if at == len(text):
+            return pairs
+        if text[at] != "&":
+            raise _form_refusal(text, at, _expected_in_form(len(pairs) - 1, at == pair_start, value_start, at))
+        at += 1
+
+
+def _form_part_end(text: str, at: int, part: Any) -> int:
+    """Where a key or value that starts at `at` ends; a '%' must be followed by two hex digits."""
+    end = part.match(text, at).end()
+    if text.startswith("%", end):
+        digit = end + 1 if end + 1 == len(text) or text[end + 1] not in _HEX_DIGITS else end + 2
+        raise _form_refusal(text, digit, "HEXDIG")  # UriSpec.scala 446-451
+    return end
+
+
+def _expected_in_form(pair: int, pair_is_empty: bool, value_start: Optional[int], at: int) -> str:
+    """What parboiled2's ErrorFormatter lists as expected where a form stops: the alternatives tried
+    there, in order, except that the alternatives of a named rule that began right there are listed
+    under its name (RuleTrace.dropUnreportedPrefix in parboiled2 2.5.1, the version pekko-http 1.1.0
+    uses). The rules are UriParser.query's: query, keyValuePairs*, keyValuePair and part."""
+    if value_start is not None:
+        return "part, '&' or 'EOI'" if at == value_start else "'+', query-char, pct-encoded, '&' or 'EOI'"
+    if not pair_is_empty:
+        return "'+', query-char, pct-encoded, '=', '&' or 'EOI'"  # as UriSpec.scala 371-382 shows it
+    if pair == 0:
+        return "query or 'EOI'"
+    if pair < _PAIRS_ON_THE_VALUE_STACK:
+        return "keyValuePairsWithReversalAvoidance or 'EOI'"
+    if pair == _PAIRS_ON_THE_VALUE_STACK:
+        return "keyValuePairsWithLimitedStackUse or 'EOI'"
+    return "keyValuePair, '&' or 'EOI'"
+
+
+def _form_refusal(text: str, index: int, expected: str) -> FormRefused:
+    """UriParser.fail: IllegalUriException("Illegal query: " + the error, the input line with a caret
+    under the column), whose formatPretty joins the two with ": "; the unmarshaller rethrows it as an
+    IllegalArgumentException with "Query," replaced. Columns count UTF-16 units, as Java does; the
+    refused character is always on the first line (a line feed is refused itself)."""
+    column = len(text[:index].encode("utf-16-le")) // 2 + 1
+    if index < len(text):
+        problem = "Invalid input '%s'" % _parser_escape(text[index])
+    else:
+        problem = "Unexpected end of input"
+    line = text.split("\n", 1)[0]
+    message = "Illegal query: %s, expected %s (line 1, column %d): %s\n%s^" % (problem, expected, column, line,
+                                                                               " " * (column - 1))
+    return FormRefused(message.replace("Query,", "form content,"))
+
+
+def _parser_escape(character: str) -> str:
+    """One Java char in an error message, as parboiled2's CharUtils.escape and pekko-http's parsing
+    escape (parsing/package.scala 31-37) write it. A character beyond U+FFFF is two chars in Java: the
+    first, a lone surrogate, reaches the client as '?' (Java's UTF-8 encoder replaces it)."""
+    if character in _PARSER_ESCAPES:
+        return _PARSER_ESCAPES[character]
+    if ord(character) < 0x20 or 0x7F <= ord(character) <= 0x9F:
+        return "\\u%04x" % ord(character)
+    return "?" if ord(character) > 0xFFFF else character
+
+
 def _decode(raw: bytes, plus_is_space: bool) -> str:
     if plus_is_space:
         raw = raw.replace(b"+", b" ")
@@ -498,15 +590,18 @@ class RequestRejected(Exception):
 def decode_headers(header_items: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
     """The request headers as pekko-http reads them, without the one the controller removes first.
 
-    HttpHeaderParser.scanHeaderValue: a tab is a space, UTF-8 sequences are decoded, a sequence
-    that does not decode is kept byte for byte, and a byte that starts no sequence is refused
-    (ValueError). BasicHttpService.route removes X-OW-EXTRA-LOGGING before any route sees the request.
+    HttpHeaderParser.scanHeaderValue (pekko-http 1.1.0 HttpHeaderParser.scala 593-650): a tab is a
+    space, a line break and the space or tab after it (obsolete line folding) are one space, UTF-8
+    sequences are decoded, a sequence that does not decode is kept byte for byte, and a control
+    character or a byte that starts no sequence is refused (ValueError). Then the value is trimmed
+    with String.trim, every character up to U+0020 at either end (lines 569 and 589). BasicHttpService.route
+    removes X-OW-EXTRA-LOGGING before any route sees the request.
     """
     decoded = []
     for name, value in header_items:
         if name.lower() == EXTRA_LOGGING_HEADER:
             continue
-        decoded.append((name, _decode_header_value(value.encode("latin-1", "replace"))))
+        decoded.append((name, _decode_header_value(value.encode("latin-1", "replace")).strip(_JAVA_WHITESPACE)))
     return decoded
 
 
@@ -528,13 +623,18 @@ def _decode_header_value(raw: bytes) -> str:
     at = 0
     while at < len(raw):
         byte = raw[at]
-        if byte < 0x80:
+        fold = _FOLD.match(raw, at) if byte in b"\r\n" else None
+        if fold:
+            out.append(" ")
+            at = fold.end()
+            continue
+        if 0x20 <= byte < 0x80 or byte == 0x09:
             out.append(" " if byte == 0x09 else chr(byte))
             at += 1
             continue
         size = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 0
         if not size:
-            raise ValueError("Illegal character '\\u%04x' in header value" % byte)
+            raise ValueError("Illegal character '%s' in header value" % _parser_escape(chr(byte)))
         sequence = raw[at:at + size]
         try:
             out.append(sequence.decode("utf-8"))
@@ -602,14 +702,12 @@ def _body_value(entity_type: Optional[MediaType], body: bytes, raw: bool, transa
         except ValueError as error:
             raise _malformed(str(error), transaction_id)
     if not raw and entity_type.equals("application/x-www-form-urlencoded"):
-        refused = _STRICT_FORM.match(body)
-        if refused.end() < len(body):
-            # Uri.Query in strict mode: a character it refuses, or '%' without two hex digits.
-            position = refused.end() + (1 if body[refused.end():refused.end() + 1] == b"%" else 0)
-            character = body[position:position + 1].decode("latin-1")
-            raise _malformed("Illegal form content: Invalid input %r at position %d" % (character, position),
-                             transaction_id)
-        return True, dict((key, value or "") for key, value in parse_query(body))
+        try:
+            return True, dict(parse_form(body))  # form.fields.toMap: a repeated key keeps its last value
+        except FormRefused as refused:
+            # MarshallingDirectives.scala 53: an IllegalArgumentException is a ValidationRejection, which
+            # the default rejection handler answers with a 400 and the message as it is.
+            raise RequestRejected(rejection_reply(400, str(refused), transaction_id), in_route=False)
     if entity_type.kind == "binary" or entity_type.equals("application/json"):
         return True, base64.b64encode(body).decode("ascii")
     return True, body.decode("utf-8", "replace")
@@ -1448,7 +1546,7 @@ class WebActionHandler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         started = time.monotonic()
-        transaction_id = self.headers.get(TRANSACTION_HEADER) or ""
+        transaction_id = (self.headers.get(TRANSACTION_HEADER) or "").strip(_JAVA_WHITESPACE)  # as decode_headers
         if not transaction_id or transaction_id.startswith("sid_"):
             transaction_id = new_transaction_id()
         reply, headers, label = self._answer(transaction_id, started)
@@ -1509,7 +1607,7 @@ class WebActionHandler(BaseHTTPRequestHandler):
         if self.command == "OPTIONS":
             return self._negotiated(Reply(200), cors, action.full_name, header_items, transaction_id)
         try:
-            params = build_params(self.command, route, header_items, raw_query, body, args.web == "raw",
+            params = build_params(self.command, route, header_items, raw_query, body, action.args.web == "raw",
                                   transaction_id)
         except RequestRejected as rejected:
             if not rejected.in_route:
@@ -1653,6 +1751,147 @@ def _address(url: str) -> Tuple[str, int]:
     return parts.hostname, port
 
 
+# ------------------------------------------------------------------------ wskdeploy manifests
+
+# wskdeploy's web values (webaction.go): yes/true is a web action, raw a raw one, no/false none.
+MANIFEST_WEB_MODES = {"true": "true", "yes": "true", "raw": "raw"}
+# The ranges wskdeploy documents for these limits (specification/html/spec_actions.md); a deployment's
+# own maximum may be lower (a stock one allows 512 MB and 300000 ms).
+MANIFEST_MEMORY_MB = (128, 2048)
+MANIFEST_TIMEOUT_MS = (100, 600000)
+CONTAINER_ACTION_PORT = 8080
+
+
+class ManifestAction(Action):
+    """A docker action declared in a wskdeploy manifest, run as the invoker runs one: the image in
+    a container limited to the action's memory, one activation at a time (the default, which a
+    manifest cannot change), and killed when it overruns the action's time limit."""
+
+    def __init__(self, name: str, args: argparse.Namespace, image: str, memory_mb: int, timeout_ms: int,
+                 web: str):
+        Action.__init__(self, name, argparse.Namespace(**dict(vars(args), web=web)))
+        self.image = image
+        self.memory_mb = memory_mb
+        self.timeout_ms = timeout_ms
+        self.container = "smx-endpoint-%s-%s" % (re.sub(r"[^a-zA-Z0-9_.-]", "-", self.name), uuid.uuid4().hex[:8])
+        self.timed_out = set()  # type: set
+
+    def launch(self) -> None:
+        self.port = free_port()
+        command = ["docker", "run", "--rm", "--name", self.container, "--publish",
+                   "127.0.0.1:%d:%d" % (self.port, CONTAINER_ACTION_PORT),
+                   "--memory", "%dm" % self.memory_mb, "--memory-swap", "%dm" % self.memory_mb, self.image]
+        with self.process_lock, _signals_deferred():
+            if self.closed:
+                raise ActionStartError("action %s: the endpoint is stopping" % self.full_name)
+            try:
+                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, start_new_session=True)
+            except OSError as error:
+                raise ActionStartError("action %s: cannot run docker: %s" % (self.full_name, error))
+        self.run_ids = []
+        self.pumps = [threading.Thread(target=self._pump, args=(stream, label, self.run_ids), daemon=True)
+                      for stream, label in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))]
+        for pump in self.pumps:
+            pump.start()
+
+    def initialize(self) -> None:
+        # docker's port proxy accepts connections before the container listens: only an HTTP answer
+        # (the runtime's 405 to a GET) shows the action is there to be sent /init.
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._answers_http():
+            if self.process is not None and self.process.poll() is not None:
+                raise ActionStartError(self._with_output("action %s: the container of %s exited with status %d"
+                                                         % (self.full_name, self.image, self.process.returncode)))
+            if time.monotonic() > deadline:
+                raise ActionStartError(self._with_output("action %s: the container of %s did not answer within %d s"
+                                                         % (self.full_name, self.image, START_TIMEOUT)))
+            time.sleep(0.2)
+        Action.initialize(self)
+
+    def _answers_http(self) -> bool:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
+        try:
+            connection.request("GET", "/")
+            connection.getresponse().read()
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+
+    def invoke(self, params: Dict[str, Any], activation_id: str, transaction_id: str) -> Outcome:
+        outcome = Action.invoke(self, params, activation_id, transaction_id)
+        if activation_id in self.timed_out:
+            self.timed_out.discard(activation_id)
+            return Outcome(DEVELOPER_ERROR, message="The action exceeded its time limits of %d milliseconds."
+                           % self.timeout_ms)
+        return outcome
+
+    def _post(self, path: str, message: Dict[str, Any], timeout: float) -> Tuple[int, Optional[int], bytes]:
+        # The time limit runs from the /run on, as the invoker's does: waiting for the container is not in it.
+        limit = self.timeout_ms / 1000.0
+        if path != "/run" or timeout <= limit:
+            return Action._post(self, path, message, timeout)
+        try:
+            return Action._post(self, path, message, limit)
+        except socket.timeout:
+            self.timed_out.add(message["activation_id"])
+            raise
+
+    def stop(self, final: bool = False) -> None:
+        Action.stop(self, final)
+        # The container outlives a docker client that had to be killed: remove it by name.
+        subprocess.run(["docker", "rm", "--force", self.container], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def _discard(self) -> None:
+        self.stop()
+        self.needs_start = True
+
+
+def manifest_actions(path: str, args: argparse.Namespace) -> List[ManifestAction]:
+    """The docker web actions a wskdeploy manifest declares, with their web mode and limits."""
+    try:
+        import yaml  # a YAML reader only for --manifest: the endpoint itself needs the standard library alone
+    except ImportError:
+        raise UsageError("--manifest reads YAML with PyYAML: pip install PyYAML")
+    try:
+        with open(path, encoding="utf-8") as manifest_file:
+            manifest = yaml.safe_load(manifest_file)
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError("cannot read the manifest %s: %s" % (path, error))
+    packages = (manifest or {}).get("packages") if isinstance(manifest, dict) else None
+    if not isinstance(packages, dict) or not packages:
+        raise UsageError("%s declares no packages: a wskdeploy manifest has packages: NAME: actions: ..." % path)
+    actions = []
+    for package, content in packages.items():
+        for name, action in ((content or {}).get("actions") or {}).items():
+            actions.append(_manifest_action(path, package, str(name), action, args))
+    if not actions:
+        raise UsageError("%s declares no actions" % path)
+    return actions
+
+
+def _manifest_action(path: str, package: str, name: str, action: Any, args: argparse.Namespace) -> ManifestAction:
+    where = "%s: action %s" % (path, name)
+    if not isinstance(action, dict) or not isinstance(action.get("docker"), str) or not action["docker"]:
+        raise UsageError("%s: the endpoint deploys docker actions only (docker: IMAGE)" % where)
+    web = str(action.get("web", (action.get("annotations") or {}).get("web-export", "no"))).lower()
+    if web not in MANIFEST_WEB_MODES:
+        raise UsageError("%s is not a web action (web: %s); the endpoint serves web actions only" % (where, web))
+    limits = action.get("limits") or {}
+    memory = limits.get("memorySize", 256)
+    timeout = limits.get("timeout", int(DEFAULT_TIMEOUT * 1000))
+    for key, value, (low, high), unit in (("memorySize", memory, MANIFEST_MEMORY_MB, "MB"),
+                                         ("timeout", timeout, MANIFEST_TIMEOUT_MS, "ms")):
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise UsageError("%s: limits.%s must be a whole number of %s from %d to %d, not %r"
+                             % (where, key, unit, low, high, value))
+    full_name = name if package == "default" else "%s/%s" % (package, name)
+    return ManifestAction(_named(full_name), args, action["docker"], memory, timeout, MANIFEST_WEB_MODES[web])
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="local_endpoint.py",
@@ -1660,7 +1899,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     "http://HOST:PORT/api/v1/web/NAMESPACE/default/ACTION[.EXT][/PATH].",
         epilog="ACTION is [NAME=]MODEL_DIR (the shim is started for it as a local process; NAME defaults to "
                "the directory's name) or NAME=http://HOST:PORT (an action container already listening, e.g. "
-               "docker run -p 127.0.0.1:PORT:8080 IMAGE). Without ACTION: examples/max-example-digit-classifier.")
+               "docker run -p 127.0.0.1:PORT:8080 IMAGE). Without ACTION or --manifest: "
+               "examples/max-example-digit-classifier.")
     parser.add_argument("actions", nargs="*", metavar="ACTION", help="an action to serve (several allowed)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)")
@@ -1690,6 +1930,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "(OpenWhisk's default 60; default here: no limit)")
     parser.add_argument("--python", default=sys.executable, metavar="PATH",
                         help="the Python that runs the shim for model directories (default: this one)")
+    parser.add_argument("--manifest", metavar="FILE",
+                        help="also deploy the docker web actions this wskdeploy manifest declares, each in a "
+                             "docker container with its web mode, memory and time limit")
     parser.add_argument("--shim", default=DEFAULT_SHIM, metavar="PATH",
                         help="the action proxy started for model directories (default: openwhisk.py beside this file)")
     return parser.parse_args(argv)
@@ -1743,8 +1986,9 @@ class _signals_deferred(object):
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        specs = [parse_action(spec) for spec in args.actions or [DEFAULT_MODEL_DIR]]
-        names = [name for name, _, _ in specs]
+        specs = [parse_action(spec) for spec in args.actions or ([] if args.manifest else [DEFAULT_MODEL_DIR])]
+        declared = manifest_actions(args.manifest, args) if args.manifest else []
+        names = [name for name, _, _ in specs] + [action.full_name for action in declared]
         duplicates = sorted(set(name for name in names if names.count(name) > 1))
         if duplicates:
             raise UsageError("two actions are named %s; name them apart with NAME=..." % duplicates[0])
@@ -1766,7 +2010,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
-    actions = [Action(name, args, model_dir, address) for name, model_dir, address in specs]
+    actions = [Action(name, args, model_dir, address) for name, model_dir, address in specs] + declared
     serving = threading.Thread(target=server.serve_forever, name="server", daemon=True)
     try:
         for action in actions:

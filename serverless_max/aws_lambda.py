@@ -129,7 +129,11 @@ def _header_values(event: Dict[str, Any]) -> List[Tuple[str, List[str]]]:
 
 
 def _wsgi_headers(pairs: List[Tuple[str, List[str]]], cookies: Optional[List[str]] = None) -> runtime.Headers:
-    """WSGI header pairs: one per name, repeated values joined as HTTP allows; cookies as one Cookie."""
+    """WSGI header pairs: one per name, repeated values joined as HTTP allows.
+
+    ``cookies`` (payload 2.0) become the one Cookie header, in place of any ``cookie`` header: a
+    function URL sends the same cookies in both, so joining them would repeat every cookie.
+    """
     merged = {}  # type: Dict[str, Tuple[str, List[str]]]
     for name, values in pairs:
         lower = name.lower()
@@ -137,7 +141,7 @@ def _wsgi_headers(pairs: List[Tuple[str, List[str]]], cookies: Optional[List[str
             continue
         merged.setdefault(lower, (name, []))[1].extend(values)
     if cookies:
-        merged.setdefault("cookie", ("cookie", []))[1].extend(cookies)
+        merged["cookie"] = (merged.get("cookie", ("cookie", []))[0], list(cookies))
     headers = []
     for lower, (name, values) in merged.items():
         joined = ("; " if lower == "cookie" else ", ").join(values)

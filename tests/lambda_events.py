@@ -3,7 +3,9 @@ rebuilt from a function's result, as those services do.
 
 Shapes from AWS's documentation: API Gateway REST API Lambda proxy integration input (payload
 1.0), HTTP API payload format 2.0, Lambda function URL request payloads (2.0 without a stage),
-and Application Load Balancer Lambda target events (with and without multi-value headers).
+and Application Load Balancer Lambda target events (with and without multi-value headers); the
+habits AWS's documentation leaves out follow the live captures in tests/data/lambda-events/ (a
+payload 2.0 event sends the cookies both in ``cookies`` and in the ``cookie`` header).
 Python 3.6 compatible, stdlib only.
 """
 
@@ -107,10 +109,12 @@ def _payload_v2(kind: str, method: str, path: str, query: str, headers: Headers,
     cookies = []  # type: List[str]
     joined = {}  # type: Dict[str, str]
     for name, value in headers:
-        if name.lower() == "cookie":
-            cookies.extend(part.strip() for part in value.split(";") if part.strip())
-            continue
         lower = name.lower()
+        if lower == "cookie":
+            cookies.extend(part.strip() for part in value.split(";") if part.strip())
+            # ... and the header too, as the client sent it (function-url-request-with-headers-and-cookies-*.json).
+            joined[lower] = joined[lower] + "; " + value if lower in joined else value
+            continue
         joined[lower] = joined[lower] + "," + value if lower in joined else value
     query_pairs = parse_qsl(query, keep_blank_values=True)
     single = {}  # type: Dict[str, str]

@@ -90,13 +90,14 @@ class LocalEndpoint(ServerProcess):
 
 class FaultProxy(object):
     """A real HTTP server that forwards to a model, except where `plan(n)` (n: the n-th predict
-    request, from 1) names a fault: "reset" (RST, no answer), "502", "slow" (0.3 s, then the
+    request, from 1) names a fault: "reset" (RST, no answer), "502", "slow" (`slow` seconds, then the
     answer), "stall" (no answer for `stall` seconds, then close)."""
 
     def __init__(self, upstream_port: int, plan: Callable[[int], str], stall: float = 5.0,
-                 spec_statuses: Iterator[int] = iter(())):
+                 spec_statuses: Iterator[int] = iter(()), slow: float = 0.3):
         self.upstream_port = upstream_port
         self.plan = plan
+        self.slow = slow
         self.spec_statuses = spec_statuses  # what the first GETs answer instead of the model (then: the model)
         self.stall = stall
         self.count = 0
@@ -136,7 +137,7 @@ class FaultProxy(object):
                     self.close_connection = True
                     return
                 if fault == "slow":
-                    time.sleep(0.3)
+                    time.sleep(proxy.slow)
                 self.forward(body)
 
             def forward(self, body: bytes) -> None:
@@ -305,9 +306,12 @@ def post_json(port: int, value: Any) -> Any:
 
 def test_dry_run_shows_the_shape_from_swagger(services, tmp_path):
     result = client("predict", url(services["digits"]) + "/model/predict", "a.png", "-F", "threshold=0.2",
-                    "--dry-run", cwd=str(tmp_path))
+                    "--dry-run", "b.png", cwd=str(tmp_path))  # inputs before and after the options
     assert result.returncode == 0, result.stderr
     assert "file field 'image'; query threshold=0.2 (shape from swagger.json)" in result.stdout
+    assert "input: a.png\ninput: b.png\n" in result.stdout
+    result = client("predict", url(services["digits"]), "a.png", "--no-such-flag", cwd=str(tmp_path))
+    assert result.returncode == 2 and "unrecognized arguments: --no-such-flag" in result.stderr
     assert not (tmp_path / "results.jsonl").exists()
     result = client("predict", url(services["sentiment"]), "a.txt", "--dry-run", cwd=str(tmp_path))
     assert "JSON {'text': [...]}" in result.stdout
@@ -364,7 +368,7 @@ def test_retries_are_bounded(services, tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_killed_then_resumed_every_input_exactly_once(services, tmp_path, signum):
-    proxy = FaultProxy(services["digits"].port, lambda n: "slow")
+    proxy = FaultProxy(services["digits"].port, lambda n: "slow", slow=0.15)
     paths = digit_copies(str(tmp_path / "in"), 20)
     results = str(tmp_path / "out.jsonl")
     try:
@@ -675,3 +679,40 @@ def test_a_bad_manifest_line_stops_the_run_with_its_line_number(services, tmp_pa
                     cwd=str(tmp_path))
     assert result.returncode == 2
     assert "texts.jsonl line 2 is not JSON" in result.stderr
+
+
+@pytest.mark.parametrize("platform", ["openwhisk", "lambda"])
+def test_faults_in_front_of_the_other_platforms(tmp_path, platform):
+    """The fault proxy in front of the local endpoint (web action URL) and of the emulator (the
+    Invoke API, -j 1: one execution environment): every input answered once all the same."""
+    plan = {2: "reset", 3: "502", 4: "stall", 5: "slow", 7: "reset"}
+    if platform == "openwhisk":
+        server = LocalEndpoint("digits=" + DIGITS)  # type: ServerProcess
+        target = lambda proxy: [url(proxy) + "/api/v1/web/guest/default/digits"]  # noqa: E731
+    else:
+        port = free_port()
+        server = ServerProcess([lambda_emulator(), "--runtime-interface-emulator-address", "127.0.0.1:%d" % port,
+                                "--runtime-api-address", "127.0.0.1:%d" % free_port(), sys.executable, SHIM],
+                               port, DIGITS, name="rie")
+        server.wait_for_port()
+        # The model loads on the first invocation: done before the client's timeouts start to count,
+        # as one that timed out would leave the emulator busy, and it takes one invocation at a time.
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        connection.request("POST", "/2015-03-31/functions/function/invocations", body=b'{"warm-up": true}')
+        connection.getresponse().read()
+        connection.close()
+        target = lambda proxy: ["lambda://function", "--lambda-endpoint", url(proxy), "-j", "1"]  # noqa: E731
+    proxy = FaultProxy(server.port, lambda n: plan.get(n, "pass"), stall=2.0)
+    try:
+        paths = digit_copies(str(tmp_path / "in"), 6)
+        result = client("predict", *(target(proxy) + [str(tmp_path / "in"), "--timeout", "1.5", "-o", "out.jsonl"]),
+                        cwd=str(tmp_path), timeout=120)
+    finally:
+        proxy.close()
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    table = by_input(lines(str(tmp_path / "out.jsonl")))
+    assert sorted(table) == sorted(paths)
+    assert all(table[path]["response"] == expected_digit(path) for path in paths)
+    outcomes = [entry[2] for record in table.values() for entry in record["attempt_log"]]
+    assert 502 in outcomes and "timeout" in outcomes

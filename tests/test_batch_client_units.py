@@ -344,7 +344,7 @@ def test_directories_globs_stdin_and_manifests(tmp_path):
     with pytest.raises(UsageError, match="no file matches"):
         list(inputs.iter_inputs([str(tmp_path / "*.nothing")]))
     manifest = tmp_path / "m.csv"
-    manifest.write_text("id,path,threshold\nfirst,d/a.png,0.5\n")
+    manifest.write_bytes(b"\xef\xbb\xbfid,path,threshold\nfirst,d/a.png,0.5\n")  # with a spreadsheet's BOM
     rows = list(inputs.iter_inputs([], str(manifest), inputs.ManifestColumns(file="path", id="id")))
     assert rows[0].id == "first" and rows[0].path == str(tmp_path / "d" / "a.png")
     assert rows[0].fields == {"threshold": "0.5"}
@@ -353,6 +353,14 @@ def test_directories_globs_stdin_and_manifests(tmp_path):
     rows = list(inputs.iter_inputs([], str(jsonl), inputs.ManifestColumns(text="text", id="id")))
     assert [(row.id, row.text, row.fields) for row in rows] == [
         (str(jsonl) + ":1", "hello", {"n": 3}), (str(jsonl) + ":3", "bye", {})]
+    # A text model's row may name a file instead; a file upload model's row must.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"text": "hello"}\n{"path": "d/a.png"}\n')
+    columns = inputs.ManifestColumns(file="path", text="text")
+    rows = list(inputs.iter_inputs([], str(mixed), columns))
+    assert [(row.text, row.path) for row in rows] == [("hello", None), (None, str(tmp_path / "d" / "a.png"))]
+    with pytest.raises(UsageError, match="row 1 has no 'path' column"):
+        list(inputs.iter_inputs([], str(mixed), inputs.ManifestColumns(file="path", file_required=True)))
 
 
 def test_a_million_inputs_stream():
@@ -402,3 +410,22 @@ def test_file_names_that_are_not_utf8_are_written_and_resumed(tmp_path):
     request = payloads.build_request(shape, [Input(str(image), path=str(image))])
     assert 'filename="caf\ufffd.png"'.encode("utf-8") in request.body
 
+
+
+def test_a_functions_result_becomes_the_function_urls_answer():
+    """The Invoke API's 200 carries the function's result: an HTTP-shaped one is the answer (its
+    body base64 when it says so), any other JSON is a 200 JSON answer, a function error is a 502
+    (as a function URL answers it)."""
+    import base64
+    from serverless_max_client.transport import Answer, function_answer
+    result = {"statusCode": 201, "headers": {"Content-Type": "image/png"}, "isBase64Encoded": True,
+              "body": base64.b64encode(b"\x89PNG").decode("ascii")}
+    answer = function_answer(Answer(200, {"x-amzn-requestid": "r1"}, json.dumps(result).encode("utf-8")))
+    assert (answer.status, answer.headers["content-type"], answer.body) == (201, "image/png", b"\x89PNG")
+    assert answer.headers["x-amzn-requestid"] == "r1"
+    plain = function_answer(Answer(200, {}, b'{"status": "ok"}'))
+    assert (plain.status, plain.headers["content-type"], plain.body) == (200, "application/json", b'{"status": "ok"}')
+    crashed = function_answer(Answer(200, {"x-amz-function-error": "Unhandled"},
+                                     b'{"errorMessage": "boom", "errorType": "Runtime.ExitError"}'))
+    assert crashed.status == 502 and b"Runtime.ExitError: boom" in crashed.body
+    assert platforms.classify(crashed.status, crashed.headers, crashed.body).kind == platforms.TRANSIENT

@@ -40,7 +40,7 @@ SHELL_SCRIPTS = [BUILD_SH] + sorted(
 # The inputs build.sh reads from the environment: cleared so the caller's own (USERNAME is
 # often set by login shells and sudo) cannot leak into a test.
 BUILD_VARIABLES = ("MODELS", "USERNAME", "REGISTRY", "TAG", "BASE_REPO", "BASE_IMAGE_TEMPLATE", "PUSH",
-                   "PLATFORMS", "PLATFORM", "ENGINE", "FAIL_FAST", "DRY_RUN")
+                   "PLATFORMS", "PLATFORM", "ENGINE", "FAIL_FAST", "DRY_RUN", "DEPLOY_DIR", "MAX_INSTANCES")
 MODEL_NAME = re.compile(r"^max-[a-z0-9]+([._-][a-z0-9]+)*$")
 SEED_MODELS = ("max-facial-emotion-classifier", "max-image-resolution-enhancer", "max-human-pose-estimator")
 DEFAULT_LIMITS = ("512", "60000")
@@ -331,8 +331,8 @@ def test_dry_run_prints_every_build_and_push_without_running_them() -> None:
     detector = catalogue["max-object-detector"]
     assert steps["max-object-detector"] == [
         "wsk", "action", "create", "max-object-detector", "--docker", "me/max-object-detector:" + tag,
-        "--web", "raw", "-m", str(detector["memory_mb"]), "-t", str(detector["timeout_ms"])]
-    assert steps["max-unlisted-model"][-4:] == ["-m", DEFAULT_LIMITS[0], "-t", DEFAULT_LIMITS[1]]
+        "--web", "raw", "-m", str(detector["memory_mb"]), "-t", str(detector["timeout_ms"]), "--concurrency", "1"]
+    assert steps["max-unlisted-model"][-6:-2] == ["-m", DEFAULT_LIMITS[0], "-t", DEFAULT_LIMITS[1]]
 
 
 def test_dry_run_registry_base_template_and_options_over_environment() -> None:
@@ -379,8 +379,9 @@ def test_dry_run_platforms_build_and_push_through_buildx() -> None:
 
 
 def expected_deploy_commands(model: str, image: str, memory_mb: int, timeout_ms: int,
-                             name: Optional[str] = None) -> Dict[str, List[str]]:
-    """What build.sh prints per platform, the limits converted to each one's units and bounds."""
+                             name: Optional[str] = None, max_instances: int = 10) -> Dict[str, List[str]]:
+    """What build.sh prints per platform, the limits converted to each one's units and bounds, and
+    one request per container with at most max_instances containers."""
     name = name or model.replace(".", "-").replace("_", "-")
     seconds = -(-timeout_ms // 1000)
     codeengine_cpu, codeengine_memory = next(
@@ -389,19 +390,22 @@ def expected_deploy_commands(model: str, image: str, memory_mb: int, timeout_ms:
                                                  ("8", "32G", 32768)] if memory_mb <= limit)
     return {
         "openwhisk": ["wsk", "action", "create", model, "--docker", image, "--web", "raw",
-                      "-m", str(memory_mb), "-t", str(timeout_ms)],
+                      "-m", str(memory_mb), "-t", str(timeout_ms), "--concurrency", "1"],
         "cloudrun": ["gcloud", "run", "deploy", name, "--image", image, "--port", "8080",
                      "--memory", "%dMi" % min(max(memory_mb, 128), 32768), "--timeout", str(min(seconds, 3600))]
         + next((["--cpu", cpu] for cpu, above in [("8", 24576), ("6", 16384), ("4", 8192), ("2", 4096)]
-                if memory_mb > above), []),
+                if memory_mb > above), [])
+        + ["--concurrency", "1", "--min-instances", "0", "--max-instances", str(max_instances), "--cpu-boost"],
         "knative": ["kn", "service", "create", name, "--image", image, "--port", "8080",
-                    "--limit", "memory=%dMi" % memory_mb, "--timeout", str(min(seconds, 600))],
+                    "--limit", "memory=%dMi" % memory_mb, "--timeout", str(min(seconds, 600)),
+                    "--concurrency-limit", "1", "--scale-min", "0", "--scale-max", str(max_instances)],
         "lambda": ["aws", "lambda", "create-function", "--function-name", name, "--package-type", "Image",
                    "--code", "ImageUri=" + image, "--memory-size", str(min(max(memory_mb, 128), 10240)),
                    "--timeout", str(min(seconds, 900)), "--role", "$LAMBDA_ROLE_ARN"],
         "codeengine": ["ibmcloud", "ce", "application", "create", "--name", name[:35], "--image", image,
                        "--port", "8080", "--cpu", codeengine_cpu, "--memory", codeengine_memory,
-                       "--request-timeout", str(min(seconds, 600))],
+                       "--request-timeout", str(min(seconds, 600)),
+                       "--concurrency", "1", "--min-scale", "0", "--max-scale", str(max_instances)],
     }
 
 
@@ -422,8 +426,10 @@ def test_dry_run_prints_the_deploy_command_of_every_platform() -> None:
         assert sorted(printed[platform].values()) == sorted(commands[platform] for commands in expected)
     lines = result.stdout.splitlines()
     headings = [line for line in lines if line and not line.startswith((" ", "+", "[", "MODEL", "max-"))]
-    assert any("Amazon ECR" in line for line in headings)
+    assert any("Amazon ECR" in line and "docker push" in line for line in headings)
     assert any("-m 512 -t 300000" in line for line in headings)
+    assert "aws lambda create-function-url-config --function-name max-object-detector --auth-type AWS_IAM" in lines[
+        [i for i, line in enumerate(lines) if "create-function --function-name max-object-detector" in line][0] + 1]
 
 
 @pytest.mark.parametrize("chosen, expected", [
@@ -486,7 +492,7 @@ def test_limits_fall_back_to_defaults_without_a_catalogue(tmp_path: Any) -> None
     script = standalone_copy(str(tmp_path))
     result = run_build("--dry-run", script=script, env={"MODELS": "max-object-detector", "USERNAME": "me"})
     assert result.returncode == 0, result
-    assert next_steps(result.stdout)["max-object-detector"][-4:] == ["-m", DEFAULT_LIMITS[0], "-t", DEFAULT_LIMITS[1]]
+    assert next_steps(result.stdout)["max-object-detector"][-6:-2] == ["-m", DEFAULT_LIMITS[0], "-t", DEFAULT_LIMITS[1]]
 
 
 def test_a_broken_catalogue_warns_and_falls_back(tmp_path: Any) -> None:
@@ -496,7 +502,7 @@ def test_a_broken_catalogue_warns_and_falls_back(tmp_path: Any) -> None:
     result = run_build("--dry-run", script=script, env={"MODELS": "max-ocr", "USERNAME": "me"})
     assert result.returncode == 0, result
     assert "warning: cannot read limits" in result.stderr
-    assert next_steps(result.stdout)["max-ocr"][-4:] == ["-m", DEFAULT_LIMITS[0], "-t", DEFAULT_LIMITS[1]]
+    assert next_steps(result.stdout)["max-ocr"][-6:-2] == ["-m", DEFAULT_LIMITS[0], "-t", DEFAULT_LIMITS[1]]
 
 
 # ------------------------------------------------------------------------------- catalogue

@@ -6,7 +6,7 @@ BasicHttpService.scala, the invoker's ContainerProxy.scala, and pekko-http 1.1.0
 controller pins (settings.gradle): the Content-Type grammar (CommonRules.scala, ContentTypeHeader.scala),
 media types (MediaType.scala), charsets (HttpCharset.scala), header value decoding
 (HttpHeaderParser.scala), content negotiation (ContentNegotiation.scala, Marshal.scala) and form
-parsing (Uri.Query in strict mode, UriParser.scala).
+parsing (Uri.Query in Relaxed mode: Uri.scala, UriParser.scala, CharacterClasses.scala, UriSpec.scala).
 """
 
 import base64
@@ -16,6 +16,7 @@ from typing import Any, Dict, Tuple
 
 import pytest
 
+import local_endpoint
 from test_local_endpoint import (NOT_HTTP, TYPE_MISMATCH, LocalEndpoint, TinyAction, assert_controller_error,
                                  reply_with, web)
 from test_local_endpoint import echo, merged, merged_action, merged_endpoint, raw_action, raw_endpoint  # noqa: F401
@@ -136,6 +137,32 @@ def test_request_header_values_are_decoded_as_utf8(echo: Tuple[LocalEndpoint, Ti
     assert (headers["x-name"], headers["x-broken"], headers["x-tab"]) == ("caf\u00e9", "a\u00c3(b", "a b")
 
 
+def test_request_header_values_are_trimmed_and_unfolded(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
+    # pekko-http 1.1.0 HttpHeaderParser.scala 569 and 589: every value, modeled or raw, is trimmed
+    # (String.trim) once scanned; scanHeaderValue (603-608) turns a line break and the space or tab
+    # after it into one space. An unparsable Content-Type stays a raw header with the trimmed value.
+    endpoint, action = echo
+    head = (b"GET " + web("echo").encode() + b" HTTP/1.1\r\nHost: x\r\nX-A: v  \r\nX-B:\t v\t \r\n"
+            b"X-C: a\r\n  b \r\nX-D: a\r\n\tb\r\nX-E:   \r\nContent-Type: text/plain; \r\nX-Request-ID: my-id \t\r\n")
+    status, rest = raw_request(endpoint.port, head)
+    assert status == 200
+    headers = last_params(action)["__ow_headers"]
+    assert [headers[name] for name in ("x-a", "x-b", "x-c", "x-d", "x-e", "content-type")] == [
+        "v", "v", "a  b", "a b", "", "text/plain;"]
+    # The transaction id the controller takes from X-Request-ID (BasicHttpService.assignId) is trimmed too.
+    assert b"\r\nX-Request-ID: my-id\r\n" in rest and action.runs[-1]["transaction_id"] == "my-id"
+
+
+def test_a_header_value_with_a_control_character_is_refused(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
+    # scanHeaderValue (HttpHeaderParser.scala 612, 644-647): only 7-bit characters from ' ' up are legal;
+    # the message escapes the character (parsing/package.scala 31-37).
+    endpoint, action = echo
+    runs = len(action.runs)
+    status, rest = raw_request(endpoint.port, b"GET " + web("echo").encode() + b" HTTP/1.1\r\nX-Bad: a\x01b\r\n")
+    assert status == 400 and b"Illegal character '\\u0001' in header value" in rest
+    assert len(action.runs) == runs
+
+
 def test_a_header_value_with_a_stray_byte_is_refused(echo: Tuple[LocalEndpoint, TinyAction]) -> None:
     # scanHeaderValue: a byte that starts no UTF-8 sequence is an illegal character; the server's
     # parser settings default to `error` for it (illegal-response-header-value-processing-mode).
@@ -250,26 +277,90 @@ def test_an_empty_result_is_not_negotiated(echo: Tuple[LocalEndpoint, TinyAction
 # ----------------------------------------------------------------------------- 9: forms and X-OW-EXTRA-LOGGING
 
 
-@pytest.mark.parametrize("body", [b"a=caf\xe9", b"a=x y", b"a=%zz", b"a=1=2", b"a=1;b=2"],
-                         ids=["not-utf8", "raw-space", "bad-percent", "second-equals", "semicolon"])
-def test_a_form_pekko_refuses_is_400_and_never_reaches_the_action(merged: Tuple[LocalEndpoint, TinyAction],
-                                                                  body: bytes) -> None:
-    # entity(as[FormData]): Uri.Query(string, UTF-8) in strict mode (UriParser.scala: strict-query-key-char
-    # and strict-query-value-char); a failure is a MalformedRequestContentRejection, a 400.
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize("body, message", [
+    # UriSpec.scala 446-451 (pekko-http 1.1.0): '%' must be followed by two hex digits, in either mode.
+    (b"a%b=c", "Invalid input '=', expected HEXDIG (line 1, column 4): a%b=c\n   ^"),
+    (b"a=%zz", "Invalid input 'z', expected HEXDIG (line 1, column 4): a=%zz\n   ^"),
+    (b"a=%4", "Unexpected end of input, expected HEXDIG (line 1, column 5): a=%4\n    ^"),
+    # CharacterClasses.scala 65-66: no space, '#' or other character outside visible ASCII. The
+    # alternatives listed are those of UriSpec.scala 371-392, from the same grammar.
+    (b"a=x y", "Invalid input ' ', expected '+', query-char, pct-encoded, '&' or 'EOI' (line 1, column 4): "
+               "a=x y\n   ^"),
+    (b"ab#=1", "Invalid input '#', expected '+', query-char, pct-encoded, '=', '&' or 'EOI' (line 1, column 3): "
+               "ab#=1\n  ^"),
+    # The body is decoded as UTF-8 first (PredefinedFromEntityUnmarshallers.scala 53-56): a byte that
+    # is not UTF-8 is U+FFFD there, refused like any character beyond ASCII; a tab stays a tab.
+    (b"a=caf\xe9", "Invalid input '\ufffd', expected '+', query-char, pct-encoded, '&' or 'EOI' (line 1, column 6): "
+                   "a=caf\ufffd\n     ^"),
+    (b"a=caf\xc3\xa9", "Invalid input '\u00e9', expected '+', query-char, pct-encoded, '&' or 'EOI' "
+                       "(line 1, column 6): a=caf\u00e9\n     ^"),
+    (b"a=1\tb=2", "Invalid input '\\t', expected '+', query-char, pct-encoded, '&' or 'EOI' (line 1, column 4): "
+                  "a=1\tb=2\n   ^"),
+    # Where nothing of a key or value matched, parboiled2 (2.5.1, RuleTrace.dropUnreportedPrefix) names
+    # the rule of UriParser.query (UriParser.scala 268-302) that began there instead of its alternatives.
+    (b" a=1", "Invalid input ' ', expected query or 'EOI' (line 1, column 1):  a=1\n^"),
+    (b"a=1& b", "Invalid input ' ', expected keyValuePairsWithReversalAvoidance or 'EOI' (line 1, column 5): "
+                "a=1& b\n    ^"),
+    (b"a= b", "Invalid input ' ', expected part, '&' or 'EOI' (line 1, column 3): a= b\n  ^"),
+    # Only the first line is shown; the unmarshaller replaces "Query," (PredefinedFromEntityUnmarshallers.scala 59).
+    (b"Query, x\ny", "Invalid input ' ', expected '+', query-char, pct-encoded, '=', '&' or 'EOI' (line 1, column 7): "
+                    "form content, x\n      ^"),
+], ids=["bad-percent-in-key", "bad-percent-in-value", "percent-at-the-end", "raw-space", "hash", "not-utf8",
+        "non-ascii", "tab", "leading-space", "space-after-ampersand", "space-after-equals", "query-comma"])
+def test_a_form_pekko_refuses_is_400_with_its_message(merged: Tuple[LocalEndpoint, TinyAction], body: bytes,
+                                                      message: str) -> None:
+    # entity(as[FormData]) runs Uri.Query(string, UTF-8), Relaxed by default (Uri.scala 722-724), and
+    # turns its IllegalUriException into an IllegalArgumentException (PredefinedFromEntityUnmarshallers.scala
+    # 57-59): a ValidationRejection (MarshallingDirectives.scala 53), answered by the default rejection
+    # handler (RejectionHandler.scala 311) as a 400 with the message, which the controller's
+    # customRejectionHandler wraps in {"error", "code"} (BasicHttpService.scala 192-198).
     endpoint, action = merged
     runs = len(action.runs)
-    response = endpoint.request("POST", web("echo"), body, {"Content-Type": "application/x-www-form-urlencoded"})
+    response = endpoint.request("POST", web("echo"), body, FORM)
     assert response.status == 400
-    assert response.json()["error"].startswith("The request content was malformed:\nIllegal form content")
+    assert response.json()["error"] == "Illegal query: " + message
+    assert response.header("Content-Type") == "application/json"
     assert len(action.runs) == runs
 
 
-def test_a_valid_form_is_merged(merged: Tuple[LocalEndpoint, TinyAction]) -> None:
+def test_a_refused_form_past_the_stack_limit_names_other_rules() -> None:
+    # UriParser.keyValuePairs (UriParser.scala 297-299): pairs 0-509 keep their values on the stack,
+    # pair 510 starts keyValuePairsWithLimitedStackUse, later pairs are its keyValuePair repetitions.
+    many = b"&".join(b"k%d=v" % number for number in range(515))
+    expected = {509: "keyValuePairsWithReversalAvoidance or 'EOI'", 510: "keyValuePairsWithLimitedStackUse or 'EOI'",
+                511: "keyValuePair, '&' or 'EOI'"}
+    for pair, names in expected.items():
+        start = len(b"&".join(many.split(b"&")[:pair])) + 1
+        body = many[:start] + b" " + many[start:]
+        with pytest.raises(local_endpoint.FormRefused) as refused:
+            local_endpoint.parse_form(body)
+        assert "expected %s (line 1, column %d)" % (names, start + 1) in str(refused.value)
+
+
+@pytest.mark.parametrize("body, fields", [
+    # UriSpec.scala 438-440: Relaxed mode takes any visible ASCII but the separators unencoded.
+    (b"a^=b", {"a^": "b"}), (b"a;=b", {"a;": "b"}), (b"a=b=c", {"a": "b=c"}), (b"a=1;b=2", {"a": "1;b=2"}),
+    (b"a=b|c&d=[x]", {"a": "b|c", "d": "[x]"}),
+    # A JSON text sent as a form is one key without a value.
+    (b'{"__ow_body":"x"}', {'{"__ow_body":"x"}': ""}), (b'[1,"two",false]', {'[1,"two",false]': ""}),
+    # UriSpec.scala 407-427: '+' is a space, %XX a byte of UTF-8, a pair without '=' has an empty value,
+    # an empty pair is ("", ""); form.fields.toMap keeps the last value of a repeated key (Uri.scala 683-687).
+    (b"a=x+y&b=%C3%A9&c&d=!$'()*,@:/?&e=%2B", {"a": "x y", "b": "\u00e9", "c": "", "d": "!$'()*,@:/?", "e": "+"}),
+    (b"a=1&a=2&&=v", {"a": "2", "": "v"}),
+    # An empty body is no pair at all (PredefinedFromEntityUnmarshallers.scala 54: FormData.Empty).
+    (b"", {}),
+], ids=["caret", "semicolon-in-key", "second-equals", "semicolon-in-value", "brackets-and-bar", "json-object",
+        "json-array", "decoded", "repeated-and-empty", "empty"])
+def test_a_form_relaxed_mode_accepts_is_merged(merged: Tuple[LocalEndpoint, TinyAction], body: bytes,
+                                               fields: Dict[str, str]) -> None:
     endpoint, action = merged
-    body = b"a=x+y&b=%C3%A9&c&d=!$'()*,@:/?"
-    endpoint.request("POST", web("echo"), body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert endpoint.request("POST", web("echo"), body, FORM).status == 200
     params = last_params(action)
-    assert (params["a"], params["b"], params["c"], params["d"]) == ("x y", "\u00e9", "", "!$'()*,@:/?")
+    assert dict((key, params[key]) for key in fields) == fields
+    assert "__ow_body" not in params and ("" in params) == ("" in fields)
 
 
 def test_the_extra_logging_header_never_reaches_the_action(echo: Tuple[LocalEndpoint, TinyAction]) -> None:

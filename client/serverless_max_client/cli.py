@@ -46,7 +46,8 @@ finished_at, attempt_log [[start, end, http status or error kind], ...], respons
 JSON; for binary answers {file, content_type, bytes}), request_id, error, error_kind, batch.
 
 exit status: 0 every input ok; 1 some inputs failed (their lines say why); 2 usage or setup error
-(nothing sent); 130 interrupted (--resume finishes the run).
+(a bad flag or manifest line, a URL that is not a reachable model, a results file that cannot be
+written); 130 interrupted (--resume finishes the run).
 """
 
 
@@ -80,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the manifest column naming the file to send, for file upload models (default "
                         "%(default)s); the other columns are form fields (JSON fields for JSON models)")
     source.add_argument("--id-column", default="id", metavar="NAME",
-                        help="the manifest column naming the input (default %(default)s; else the file, else FILE:LINE)")
+                        help="the manifest column naming the input (default %(default)s; else the file, else "
+                        "MANIFEST:LINE)")
     source.add_argument("--text-column", metavar="NAME",
                         help="the manifest column holding a text model's text (default: the model's list field)")
     source.add_argument("--shard", metavar="K/N", help="only this machine's share: the inputs whose id hashes to K "
@@ -89,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--field", metavar="NAME", help="the multipart file field (image, audio, file...)")
     request.add_argument("--json-field", metavar="NAME", help="the JSON list field of a text model (text...)")
     request.add_argument("-F", "--form", action="append", default=[], metavar="NAME=VALUE",
-                         help="a form field (or JSON field for JSON models) sent with every request; repeatable")
+                         help="a form field sent with every request (a query parameter where the spec has it there, a "
+                         "JSON field for JSON models); repeatable")
     request.add_argument("--path", metavar="PATH", help="the predict route (default from the spec, else /model/predict)")
     request.add_argument("--batch-size", type=int, default=1, metavar="N",
                          help="inputs per request for models that take a list (text models); answers are split "
@@ -244,7 +247,8 @@ async def predict(args: argparse.Namespace) -> int:
     transport = make_transport(args, headers)
     async with transport:
         shape = await read_shape(transport, args)
-        columns = ManifestColumns(file=args.file_column if shape.kind == MULTIPART else None, id=args.id_column,
+        columns = ManifestColumns(file=args.file_column if shape.kind in (MULTIPART, LIST) else None,
+                                  id=args.id_column, file_required=shape.kind == MULTIPART,
                                   text=args.text_column or (shape.list_field if shape.kind == LIST else None))
         inputs = iter_inputs(args.inputs, args.manifest, columns, shard)
         if args.dry_run:
@@ -315,7 +319,11 @@ def plot(results: str, picture: str) -> bool:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not [item for item in extra if item.startswith("-") and item != "-"]:
+        args.inputs += extra  # INPUTs after options (URL -j 4 photos/): argparse leaves them over
+    elif extra:
+        parser.error("unrecognized arguments: %s" % " ".join(extra))
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -124,14 +124,15 @@ def _paths(argument: str, stdin: TextIO) -> Iterator[Tuple[str, str]]:
 class ManifestColumns:
     file: Optional[str] = None   # the column naming the file to send (file upload models)
     id: Optional[str] = None     # the column naming the input; default the file, else MANIFEST:LINE
-    text: Optional[str] = None   # the column holding a list model's item
+    text: Optional[str] = None   # the column holding a list model's item (else its file column's file)
+    file_required: bool = False  # a file upload model: every row names its file
 
 
 def _rows(manifest: str, stdin: TextIO) -> Iterator[Tuple[int, Dict[str, Any]]]:
     """(line number, row) for each row of a CSV (with a header line) or JSONL manifest."""
     stream = stdin if manifest == "-" else None
     try:
-        stream = stream or open(manifest, encoding="utf-8", newline="")
+        stream = stream or open(manifest, encoding="utf-8-sig", newline="")  # -sig: a spreadsheet's BOM
     except OSError as error:
         raise UsageError("cannot read the manifest %s: %s" % (manifest, error.strerror or error))
     with stream:
@@ -157,7 +158,7 @@ def _manifest_inputs(manifest: str, columns: ManifestColumns, stdin: TextIO) -> 
     for number, row in _rows(manifest, stdin):
         path = row.pop(columns.file, None) if columns.file else None
         text = row.pop(columns.text, None) if columns.text else None
-        if columns.file and path is None:
+        if columns.file_required and path is None:
             raise UsageError("%s row %d has no %r column (choose the file column with --file-column)"
                              % (manifest, number, columns.file))
         explicit_id = row.pop(columns.id, None) if columns.id else None

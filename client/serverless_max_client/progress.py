@@ -45,5 +45,8 @@ class Progress(object):
 
     def close(self) -> None:
         if self.bar is not None:
+            stats = self.runner.stats
+            if stats.total is None and not stats.interrupted:
+                stats.total = stats.done  # finished before the count (or stdin, never counted): all are done
             self.show()
             self.bar.close()

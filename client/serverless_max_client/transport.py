@@ -17,10 +17,12 @@ from typing import Any, Dict, Optional
 
 import aiohttp
 
+from . import __version__
 from .inputs import UsageError
 from .platforms import lower_headers
 
 INVOKE_PATH = "/2015-03-31/functions/%s/invocations"
+USER_AGENT = "serverless-max/%s" % __version__
 BOTOCORE_MISSING = ("AWS SigV4 needs botocore, which is not installed: pip install 'serverless-max-client[aws]' "
                     "(or pip install botocore)")
 
@@ -103,9 +105,11 @@ class HttpTransport(object):
         self.connections = connections
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
         self.session: Optional[aiohttp.ClientSession] = None
+
     async def __aenter__(self) -> "HttpTransport":
         connector = aiohttp.TCPConnector(limit=self.connections, limit_per_host=0, ttl_dns_cache=300)
-        self.session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=True)
+        self.session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=True,
+                                             headers={"User-Agent": USER_AGENT})
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -162,6 +166,7 @@ class LambdaTransport(object):
         raw_path, _, raw_query = path.partition("?")
         headers = dict(self.extra_headers)
         headers.setdefault("host", "%s.lambda-url.invoke" % self.function)
+        headers.setdefault("user-agent", USER_AGENT)
         if content_type:
             headers["content-type"] = content_type
         headers["content-length"] = str(len(body))
@@ -173,7 +178,7 @@ class LambdaTransport(object):
                 "accountId": "anonymous", "apiId": self.function, "domainName": headers["host"],
                 "domainPrefix": self.function,
                 "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                         "userAgent": headers.get("user-agent", "serverless-max")},
+                         "userAgent": headers["user-agent"]},
                 "requestId": str(uuid.uuid4()), "routeKey": "$default", "stage": "$default",
                 "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
             },
