@@ -226,7 +226,7 @@ def run_client(url: str, inputs: Inputs, count: int, work_dir: str, label: str) 
     measured = run_measured(command, stderr_path)
     with open(stderr_path, encoding="utf-8", errors="replace") as stream:
         stderr = stream.read()
-    if measured["status"] not in (0, 1):
+    if measured["status"] not in (0, 1) or not os.path.exists(results):
         raise RuntimeError("the client exited with %d:\n%s" % (measured["status"], stderr[-3000:]))
     with open(peak_path) as stream:
         peak_mib = int(stream.read()) / 1024.0
