@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "input (default: FILE.files beside the results file)")
     out.add_argument("--resume", action="store_true", help="finish a run: keep FILE's ok lines, redo every other "
                      "input (failed, interrupted, never sent)")
-    out.add_argument("--plot", metavar="PNG", help="draw the run (latency and requests in flight over time)")
+    out.add_argument("--plot", metavar="FILE", help="draw the run at its end (latency and requests in flight over "
+                     "time): .png, .svg, .pdf, or .html for a self-contained page; needs the [plot] extra")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
     out.add_argument("--progress-interval", type=float, default=None, metavar="SECONDS",
                      help="seconds between progress updates (default 0.5 on a terminal, 10 otherwise)")
@@ -114,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     auth.add_argument("--region", metavar="REGION", help="AWS region for SigV4 and lambda:// (default: AWS config)")
     auth.add_argument("--lambda-endpoint", metavar="URL", help="the Invoke API's endpoint for lambda:// (e.g. "
                       "http://127.0.0.1:9000 for the Runtime Interface Emulator)")
+    report = commands.add_parser("report", help="draw a run from its results file",
+                                 description="Draw a run from its results file, finished or not: every attempt's "
+                                 "latency, requests in flight and attempts per second over time, throttles and "
+                                 "failures marked. Needs the [plot] extra (matplotlib).")
+    report.add_argument("results", metavar="RESULTS", help="a results file of serverless-max predict")
+    report.add_argument("--plot", metavar="FILE", required=True,
+                        help="the picture: .png, .svg, .pdf, or .html for a self-contained page with a summary")
     return parser
 
 
@@ -330,14 +338,16 @@ async def predict(args: argparse.Namespace) -> int:
     return EXIT_FAILED if stats.failed else EXIT_OK
 
 
-def plot(results: str, png: str) -> None:
+def plot(results: str, picture: str) -> bool:
+    """Draws the run; says why not (no matplotlib, nothing to draw) and answers False when it cannot."""
+    from .report import ReportError, write_plot
     try:
-        from .report import write_plot  # type: ignore
-    except ImportError as error:
-        sys.stderr.write("plotting not available (%s); the results are in %s\n" % (error, results))
-        return
-    write_plot(results, png)
-    sys.stderr.write("plot: %s\n" % png)
+        write_plot(results, picture)
+    except ReportError as error:
+        sys.stderr.write("serverless-max: no picture: %s\n" % error)
+        return False
+    sys.stderr.write("plot: %s\n" % picture)
+    return True
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -350,6 +360,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "report":
+        return EXIT_OK if plot(args.results, args.plot) else EXIT_USAGE
     try:
         return asyncio.run(predict(args))
     except UsageError as error:
