@@ -67,24 +67,34 @@ class Runner(object):
         if batch:
             yield Job(batch)
 
-    def _read(self, inputs: Iterator[Input], queue: "asyncio.Queue[Any]", loop: asyncio.AbstractEventLoop) -> None:
+    def _read(self, inputs: Iterator[Input], queue: "asyncio.Queue[Any]", loop: asyncio.AbstractEventLoop,
+              room: threading.Semaphore) -> None:
         """The inputs into the queue, then END. Walking directories and reading stdin may block: a daemon
-        thread does it, so that a stalled stdin holds up neither the requests in flight nor Ctrl-C."""
+        thread does it, so that a stalled stdin holds up neither the requests in flight nor Ctrl-C.
+        `room` bounds the jobs waiting in the queue; handing each over with call_soon_threadsafe
+        (not a coroutine awaited across threads) keeps the handover off the client's critical path."""
         try:
             for job in self._jobs(inputs):
+                while not room.acquire(timeout=0.2):
+                    if self.stopping:
+                        return
                 if self.stopping:
                     return
-                asyncio.run_coroutine_threadsafe(queue.put(job), loop).result()
-            asyncio.run_coroutine_threadsafe(queue.put(END), loop).result()
+                loop.call_soon_threadsafe(queue.put_nowait, job)
+            loop.call_soon_threadsafe(queue.put_nowait, END)
         except BaseException as error:  # a bad manifest line, a glob that matches nothing: the run's error
             if not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(queue.put(error), loop)
+                try:
+                    loop.call_soon_threadsafe(queue.put_nowait, error)
+                except RuntimeError:  # the loop closed meanwhile: the run is over anyway
+                    pass
 
     async def run(self, inputs: Iterator[Input]) -> Stats:
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.settings.jobs * 2)
-        threading.Thread(target=self._read, args=(inputs, queue, asyncio.get_running_loop()), name="inputs",
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        room = threading.Semaphore(self.settings.jobs * 2)
+        threading.Thread(target=self._read, args=(inputs, queue, asyncio.get_running_loop(), room), name="inputs",
                          daemon=True).start()
-        workers = [asyncio.ensure_future(self._work(queue)) for _ in range(self.settings.jobs)]
+        workers = [asyncio.ensure_future(self._work(queue, room)) for _ in range(self.settings.jobs)]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -95,14 +105,15 @@ class Runner(object):
             self.stats.finished = time.time()
         return self.stats
 
-    async def _work(self, queue: "asyncio.Queue[Any]") -> None:
+    async def _work(self, queue: "asyncio.Queue[Any]", room: threading.Semaphore) -> None:
         while True:
             job = await queue.get()
             if job is END:
-                queue.put_nowait(END)  # for the next worker: this one just freed a place
+                queue.put_nowait(END)  # for the next worker
                 return
             if isinstance(job, BaseException):
                 raise job
+            room.release()
             await self._process(job)
 
     # ------------------------------------------------------------------ one request
