@@ -431,10 +431,9 @@ class Exchange(object):
         parts = [("".join(lines)).encode("latin-1")]
         if send_body and body:
             parts.append(body)
-        sock = self.connection.sock
-        sock.settimeout(write_seconds if write_seconds is not None else self.server.read_seconds)
+        seconds = write_seconds if write_seconds is not None else self.server.read_seconds
         try:
-            send_all(sock, parts)
+            send_all(self.connection.sock, parts, time.monotonic() + seconds)
         except OSError:
             self.close = True
             return 0
@@ -448,10 +447,16 @@ def standard_headers(length: Optional[int]) -> List[Tuple[str, str]]:
     return headers
 
 
-def send_all(sock: socket.socket, parts: List[bytes]) -> None:
-    """Write the parts in order with as few system calls as the socket takes, copying none of them."""
+def send_all(sock: socket.socket, parts: List[bytes], deadline: float) -> None:
+    """Write the parts in order with as few system calls as the socket takes, copying none of them;
+    socket.timeout at the deadline. One deadline for the whole write, not one per call: a peer that
+    takes a byte now and then must not hold a worker thread for ever (a slow-read attack)."""
     views = [memoryview(part) for part in parts if part]
     while views:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("the peer did not take the response in time")
+        sock.settimeout(remaining)
         sent = sock.sendmsg(views)
         while sent and views:
             if sent >= len(views[0]):

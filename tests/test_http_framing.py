@@ -612,3 +612,29 @@ def test_sigint_during_a_lambda_invocation_stops_cleanly() -> None:
         stand_in.close()
     assert "Traceback" not in process.stderr(), process.stderr()
     assert "stopped by SIGINT" in process.stderr()
+
+
+class _TrickleReader(object):
+    """A socket whose peer takes one byte at a time, each after a pause: a slow-read attack."""
+
+    def __init__(self) -> None:
+        self.timeout = None  # type: Any
+        self.written = 0
+
+    def settimeout(self, seconds: Any) -> None:
+        self.timeout = seconds
+
+    def sendmsg(self, views: List[memoryview]) -> int:
+        if self.timeout is not None and self.timeout <= 0:
+            raise socket.timeout("timed out")
+        time.sleep(0.02)
+        self.written += 1
+        return 1
+
+
+def test_a_response_read_a_byte_at_a_time_is_given_up_at_its_deadline() -> None:
+    """Every byte the peer takes just in time must not restart the clock: the write has one deadline in all."""
+    peer = _TrickleReader()
+    with pytest.raises(socket.timeout):
+        server.send_all(peer, [b"x" * 10000], time.monotonic() + 0.1)  # type: ignore[arg-type]
+    assert peer.written < 10000
