@@ -726,8 +726,14 @@ class Server(object):
         while True:
             with self._lock:
                 self._idle_threads += 1
-                if not self._ready:
-                    self._lock.wait(WORKER_IDLE_SECONDS)
+                # A wait can end early (another worker's notify_all, for wait_until_done): only
+                # the whole idle time with nothing to do ends the thread.
+                idle_until = time.monotonic() + WORKER_IDLE_SECONDS
+                while not self._ready:
+                    remaining = idle_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._lock.wait(remaining)
                 self._idle_threads -= 1
                 if not self._ready:
                     self._threads -= 1

@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -638,3 +639,40 @@ def test_a_response_read_a_byte_at_a_time_is_given_up_at_its_deadline() -> None:
     with pytest.raises(socket.timeout):
         server.send_all(peer, [b"x" * 10000], time.monotonic() + 0.1)  # type: ignore[arg-type]
     assert peer.written < 10000
+
+
+class _TwoAtOnceHandler(server.Handler):
+    """Answers 200 once two requests are in the app together, so that each has its own worker."""
+
+    def __init__(self) -> None:
+        self.together = threading.Barrier(2, timeout=30)
+
+    def respond(self, exchange: server.Exchange) -> None:
+        self.together.wait()
+        exchange.send(200, server.standard_headers(2), b"ok")
+
+    def refuse(self, exchange: server.Exchange, error: server.HttpError) -> None:
+        exchange.send(error.status, server.standard_headers(0))
+
+
+def test_a_worker_that_finishes_does_not_end_the_idle_ones(monkeypatch: Any) -> None:
+    """Idle workers stay for WORKER_IDLE_SECONDS: one finishing its request must not wake them into ending."""
+    monkeypatch.setattr(server, "WORKER_IDLE_SECONDS", 60.0)
+    http = server.Server(("127.0.0.1", 0), _TwoAtOnceHandler(), read_seconds=30, idle_seconds=30, threads=4,
+                         connections=10)
+    selector = threading.Thread(target=http.serve_forever, daemon=True)
+    selector.start()
+    try:
+        clients = [socket.create_connection(http.server_address[:2], timeout=30) for _ in range(2)]
+        for client in clients:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        for client in clients:
+            assert read_until_closed(client).startswith(b"HTTP/1.1 200 ")
+            client.close()
+        assert http.wait_until_done(time.monotonic() + 30) == 0
+        time.sleep(0.3)  # time enough for a woken worker to end, were it to
+        assert http._threads == 2
+    finally:
+        http.shutdown()
+        selector.join(30)
+        http.server_close()
