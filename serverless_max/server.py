@@ -60,6 +60,9 @@ WORKER_IDLE_SECONDS = 2.0
 # has read the answer.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 4 * 1024 * 1024
+# Out of file descriptors with no parked connection to close for room, accepting pauses this long:
+# descriptors held elsewhere in the process may be freed without any connection closing.
+ACCEPT_RETRY_SECONDS = 0.5
 SERVER_NAME = "serverless-max/" + __version__
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -568,6 +571,7 @@ class Server(object):
         self._idle_threads = 0
         self._stopping = False
         self._accepting = False
+        self._accept_retry_at = None  # type: Optional[float]
 
     # -------------------------------------------------------------- the selector's thread
 
@@ -585,6 +589,7 @@ class Server(object):
                     else:
                         self._dispatch(key.data)
                 self._expire_idle()
+                self._retry_accepting()
         finally:
             self._set_accepting(False)
 
@@ -611,11 +616,13 @@ class Server(object):
             return self._busy
 
     def _next_timeout(self) -> float:
+        now = time.monotonic()
+        timeout = 60.0 if self._accept_retry_at is None else self._accept_retry_at - now
         with self._lock:
-            if not self._parked:
-                return 60.0
-            oldest = next(iter(self._parked.values()))
-        return max(0.0, min(60.0, oldest.parked_at + self.idle_seconds - time.monotonic()))
+            if self._parked:
+                oldest = next(iter(self._parked.values()))
+                timeout = min(timeout, oldest.parked_at + self.idle_seconds - now)
+        return max(0.0, timeout)
 
     def _set_accepting(self, accepting: bool) -> None:
         if accepting == self._accepting or self.listener.fileno() < 0:
@@ -641,11 +648,21 @@ class Server(object):
                 with self._lock:
                     if not self._evict_oldest():
                         self._set_accepting(False)
+                        self._accept_retry_at = time.monotonic() + ACCEPT_RETRY_SECONDS
                 return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an answer's body must not wait for an ACK
             with self._lock:
                 self._open += 1
             self._park(Connection(sock, address))
+
+    def _retry_accepting(self) -> None:
+        if self._accept_retry_at is None or time.monotonic() < self._accept_retry_at:
+            return
+        self._accept_retry_at = None
+        with self._lock:
+            below_bound = self._open < self.max_connections
+        if below_bound and not self._stopping:
+            self._set_accepting(True)
 
     def _evict_oldest(self) -> bool:
         """Close the longest-idle parked connection to make room; whether there was one (lock held)."""

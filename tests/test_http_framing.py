@@ -676,3 +676,50 @@ def test_a_worker_that_finishes_does_not_end_the_idle_ones(monkeypatch: Any) -> 
         http.shutdown()
         selector.join(30)
         http.server_close()
+
+
+class _ListenerOutOfDescriptors(object):
+    """The server's listening socket, whose first accept fails as when the process is out of descriptors."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.failed = False
+
+    def fileno(self) -> int:
+        return self.listener.fileno()
+
+    def accept(self) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise OSError(24, "Too many open files")
+        return self.listener.accept()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class _OkHandler(server.Handler):
+    def respond(self, exchange: server.Exchange) -> None:
+        exchange.send(200, server.standard_headers(2), b"ok")
+
+    def refuse(self, exchange: server.Exchange, error: server.HttpError) -> None:
+        exchange.send(error.status, server.standard_headers(0))
+
+
+def test_accepting_resumes_after_running_out_of_descriptors_with_no_connection_open() -> None:
+    """With no connection to close (descriptors held elsewhere, then freed), accepting is retried all the same."""
+    http = server.Server(("127.0.0.1", 0), _OkHandler(), read_seconds=30, idle_seconds=30, threads=4,
+                         connections=10)
+    http.listener = _ListenerOutOfDescriptors(http.listener)  # type: ignore[assignment]
+    selector = threading.Thread(target=http.serve_forever, daemon=True)
+    selector.start()
+    try:
+        client = socket.create_connection(http.server_address[:2], timeout=15)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_until_closed(client).startswith(b"HTTP/1.1 200 ")
+        assert http.listener.failed  # type: ignore[attr-defined]
+        client.close()
+    finally:
+        http.shutdown()
+        selector.join(30)
+        http.server_close()
