@@ -60,6 +60,10 @@ WORKER_IDLE_SECONDS = 2.0
 # has read the answer.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 4 * 1024 * 1024
+# A peer reading an answer slower than this may be cut off (a 32 MiB answer gets 8.5 minutes on
+# top of the read deadline); one that stops reading, or reads a byte now and then, cannot hold a
+# worker thread for ever.
+SLOWEST_READER_BYTES_PER_SECOND = 64 * 1024
 # Out of file descriptors with no parked connection to close for room, accepting pauses this long:
 # descriptors held elsewhere in the process may be freed without any connection closing.
 ACCEPT_RETRY_SECONDS = 0.5
@@ -419,7 +423,7 @@ class Exchange(object):
             parse_head(b"GET / HTTP/1.1\r\n" + line + b"\r\n")  # the field's syntax, or HttpError
 
     def send(self, status: int, headers: List[Tuple[str, str]], body: bytes = b"", reason: Optional[str] = None,
-             send_body: bool = True, write_seconds: Optional[float] = None) -> int:
+             send_body: bool = True) -> int:
         """Write a response: the status line, ``headers`` as given plus Connection, then the body.
         The number of body bytes written (0 when the peer stopped reading)."""
         version = self.head.version if self.head is not None else "HTTP/1.1"
@@ -434,7 +438,7 @@ class Exchange(object):
         parts = [("".join(lines)).encode("latin-1")]
         if send_body and body:
             parts.append(body)
-        seconds = write_seconds if write_seconds is not None else self.server.read_seconds
+        seconds = self.server.read_seconds + sum(len(part) for part in parts) / SLOWEST_READER_BYTES_PER_SECOND
         try:
             send_all(self.connection.sock, parts, time.monotonic() + seconds)
         except OSError:
