@@ -762,7 +762,7 @@ class Server(object):
                 connection = self._ready.popleft()
             try:
                 self._serve(connection)
-            except Exception:  # a bug must not end the worker; the connection is closed
+            except BaseException:  # noqa: B902 - nor a bug, nor a model's sys.exit() may end the worker
                 traceback.print_exc()
                 self._close(connection)
             with self._lock:

@@ -723,3 +723,35 @@ def test_accepting_resumes_after_running_out_of_descriptors_with_no_connection_o
         http.shutdown()
         selector.join(30)
         http.server_close()
+
+
+class _ExitingHandler(_OkHandler):
+    """Its first request ends as a model app calling sys.exit() would; the next are answered."""
+
+    def __init__(self) -> None:
+        self.exited = False
+
+    def respond(self, exchange: server.Exchange) -> None:
+        if not self.exited:
+            self.exited = True
+            raise SystemExit(1)
+        _OkHandler.respond(self, exchange)
+
+
+def test_a_request_ending_in_system_exit_leaves_the_server_serving() -> None:
+    """SystemExit is no Exception: it must not take a worker out of the count, nor leave its request busy."""
+    http = server.Server(("127.0.0.1", 0), _ExitingHandler(), read_seconds=30, idle_seconds=30, threads=1,
+                         connections=10)
+    selector = threading.Thread(target=http.serve_forever, daemon=True)
+    selector.start()
+    try:
+        for expected in (b"", b"HTTP/1.1 200 "):
+            client = socket.create_connection(http.server_address[:2], timeout=15)
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_until_closed(client).startswith(expected)
+            client.close()
+        assert http.wait_until_done(time.monotonic() + 15) == 0
+    finally:
+        http.shutdown()
+        selector.join(30)
+        http.server_close()
