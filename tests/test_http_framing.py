@@ -755,3 +755,13 @@ def test_a_request_ending_in_system_exit_leaves_the_server_serving() -> None:
         http.shutdown()
         selector.join(30)
         http.server_close()
+
+
+def test_a_model_app_calling_sys_exit_while_answering_gets_a_500() -> None:
+    """ModelApp.respond never raises for anything the app does, sys.exit() included."""
+    def exiting_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
+        sys.exit(3)
+
+    response = runtime.ModelApp(exiting_app).respond(runtime.Request("GET", "/", "", [], b""))
+    assert response.status == 500
+    assert json.loads(response.body.decode("utf-8"))["error"]
