@@ -47,9 +47,6 @@ DEFAULT_SHUTDOWN_SECONDS = 9.0
 IDLE_SECONDS = 620.0
 # Threads beyond the app's concurrency: for requests still arriving, or answers still being sent.
 EXTRA_THREADS = 64
-# A client reading the answer slower than this may be cut off (a 32 MiB answer gets 8.5 minutes
-# on top of the read deadline); a client that stops reading cannot hold a thread forever.
-SLOWEST_READER_BYTES_PER_SECOND = 64 * 1024
 
 CONCURRENCY_ENV = "SERVERLESS_MAX_CONCURRENCY"
 QUEUE_SECONDS_ENV = "SERVERLESS_MAX_QUEUE_SECONDS"
@@ -212,9 +209,8 @@ class HttpHandler(Handler):
             headers.append(("Content-Length", app_length))  # the size a GET would have had
         if self.service.draining:
             exchange.close = True
-        write_seconds = exchange.read_seconds + len(response.body) / SLOWEST_READER_BYTES_PER_SECOND
         written = exchange.send(status, headers, response.body, reason=response.reason,
-                                send_body=has_body and not head_only, write_seconds=write_seconds)
+                                send_body=has_body and not head_only)
         self._access_log(exchange, status, written)
 
     # ------------------------------------------------------------------------- access log

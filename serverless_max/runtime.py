@@ -210,7 +210,7 @@ class ModelApp(object):
             log("the model app answered the status %r, which is not a final HTTP status (200-599)" % error.args[0])
             return error_response(502, "the model app answered the status %r, which HTTP cannot send as a final "
                                        "status (200-599)" % error.args[0])
-        except Exception:
+        except (Exception, SystemExit):  # the model may even call sys.exit
             traceback.print_exc()
             return error_response(500, "the model app failed while answering; see the logs")
         finally:

@@ -60,6 +60,13 @@ WORKER_IDLE_SECONDS = 2.0
 # has read the answer.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 4 * 1024 * 1024
+# A peer reading an answer slower than this may be cut off (a 32 MiB answer gets 8.5 minutes on
+# top of the read deadline); one that stops reading, or reads a byte now and then, cannot hold a
+# worker thread for ever.
+SLOWEST_READER_BYTES_PER_SECOND = 64 * 1024
+# Out of file descriptors with no parked connection to close for room, accepting pauses this long:
+# descriptors held elsewhere in the process may be freed without any connection closing.
+ACCEPT_RETRY_SECONDS = 0.5
 SERVER_NAME = "serverless-max/" + __version__
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -416,7 +423,7 @@ class Exchange(object):
             parse_head(b"GET / HTTP/1.1\r\n" + line + b"\r\n")  # the field's syntax, or HttpError
 
     def send(self, status: int, headers: List[Tuple[str, str]], body: bytes = b"", reason: Optional[str] = None,
-             send_body: bool = True, write_seconds: Optional[float] = None) -> int:
+             send_body: bool = True) -> int:
         """Write a response: the status line, ``headers`` as given plus Connection, then the body.
         The number of body bytes written (0 when the peer stopped reading)."""
         version = self.head.version if self.head is not None else "HTTP/1.1"
@@ -431,10 +438,9 @@ class Exchange(object):
         parts = [("".join(lines)).encode("latin-1")]
         if send_body and body:
             parts.append(body)
-        sock = self.connection.sock
-        sock.settimeout(write_seconds if write_seconds is not None else self.server.read_seconds)
+        seconds = self.server.read_seconds + sum(len(part) for part in parts) / SLOWEST_READER_BYTES_PER_SECOND
         try:
-            send_all(sock, parts)
+            send_all(self.connection.sock, parts, time.monotonic() + seconds)
         except OSError:
             self.close = True
             return 0
@@ -448,10 +454,16 @@ def standard_headers(length: Optional[int]) -> List[Tuple[str, str]]:
     return headers
 
 
-def send_all(sock: socket.socket, parts: List[bytes]) -> None:
-    """Write the parts in order with as few system calls as the socket takes, copying none of them."""
+def send_all(sock: socket.socket, parts: List[bytes], deadline: float) -> None:
+    """Write the parts in order with as few system calls as the socket takes, copying none of them;
+    socket.timeout at the deadline. One deadline for the whole write, not one per call: a peer that
+    takes a byte now and then must not hold a worker thread for ever (a slow-read attack)."""
     views = [memoryview(part) for part in parts if part]
     while views:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("the peer did not take the response in time")
+        sock.settimeout(remaining)
         sent = sock.sendmsg(views)
         while sent and views:
             if sent >= len(views[0]):
@@ -563,6 +575,7 @@ class Server(object):
         self._idle_threads = 0
         self._stopping = False
         self._accepting = False
+        self._accept_retry_at = None  # type: Optional[float]
 
     # -------------------------------------------------------------- the selector's thread
 
@@ -580,6 +593,7 @@ class Server(object):
                     else:
                         self._dispatch(key.data)
                 self._expire_idle()
+                self._retry_accepting()
         finally:
             self._set_accepting(False)
 
@@ -606,11 +620,13 @@ class Server(object):
             return self._busy
 
     def _next_timeout(self) -> float:
+        now = time.monotonic()
+        timeout = 60.0 if self._accept_retry_at is None else self._accept_retry_at - now
         with self._lock:
-            if not self._parked:
-                return 60.0
-            oldest = next(iter(self._parked.values()))
-        return max(0.0, min(60.0, oldest.parked_at + self.idle_seconds - time.monotonic()))
+            if self._parked:
+                oldest = next(iter(self._parked.values()))
+                timeout = min(timeout, oldest.parked_at + self.idle_seconds - now)
+        return max(0.0, timeout)
 
     def _set_accepting(self, accepting: bool) -> None:
         if accepting == self._accepting or self.listener.fileno() < 0:
@@ -636,11 +652,21 @@ class Server(object):
                 with self._lock:
                     if not self._evict_oldest():
                         self._set_accepting(False)
+                        self._accept_retry_at = time.monotonic() + ACCEPT_RETRY_SECONDS
                 return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an answer's body must not wait for an ACK
             with self._lock:
                 self._open += 1
             self._park(Connection(sock, address))
+
+    def _retry_accepting(self) -> None:
+        if self._accept_retry_at is None or time.monotonic() < self._accept_retry_at:
+            return
+        self._accept_retry_at = None
+        with self._lock:
+            below_bound = self._open < self.max_connections
+        if below_bound and not self._stopping:
+            self._set_accepting(True)
 
     def _evict_oldest(self) -> bool:
         """Close the longest-idle parked connection to make room; whether there was one (lock held)."""
@@ -721,8 +747,14 @@ class Server(object):
         while True:
             with self._lock:
                 self._idle_threads += 1
-                if not self._ready:
-                    self._lock.wait(WORKER_IDLE_SECONDS)
+                # A wait can end early (another worker's notify_all, for wait_until_done): only
+                # the whole idle time with nothing to do ends the thread.
+                idle_until = time.monotonic() + WORKER_IDLE_SECONDS
+                while not self._ready:
+                    remaining = idle_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._lock.wait(remaining)
                 self._idle_threads -= 1
                 if not self._ready:
                     self._threads -= 1
@@ -730,7 +762,7 @@ class Server(object):
                 connection = self._ready.popleft()
             try:
                 self._serve(connection)
-            except Exception:  # a bug must not end the worker; the connection is closed
+            except BaseException:  # noqa: B902 - nor a bug, nor a model's sys.exit() may end the worker
                 traceback.print_exc()
                 self._close(connection)
             with self._lock:

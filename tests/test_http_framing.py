@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -612,3 +613,155 @@ def test_sigint_during_a_lambda_invocation_stops_cleanly() -> None:
         stand_in.close()
     assert "Traceback" not in process.stderr(), process.stderr()
     assert "stopped by SIGINT" in process.stderr()
+
+
+class _TrickleReader(object):
+    """A socket whose peer takes one byte at a time, each after a pause: a slow-read attack."""
+
+    def __init__(self) -> None:
+        self.timeout = None  # type: Any
+        self.written = 0
+
+    def settimeout(self, seconds: Any) -> None:
+        self.timeout = seconds
+
+    def sendmsg(self, views: List[memoryview]) -> int:
+        if self.timeout is not None and self.timeout <= 0:
+            raise socket.timeout("timed out")
+        time.sleep(0.02)
+        self.written += 1
+        return 1
+
+
+def test_a_response_read_a_byte_at_a_time_is_given_up_at_its_deadline() -> None:
+    """Every byte the peer takes just in time must not restart the clock: the write has one deadline in all."""
+    peer = _TrickleReader()
+    with pytest.raises(socket.timeout):
+        server.send_all(peer, [b"x" * 10000], time.monotonic() + 0.1)  # type: ignore[arg-type]
+    assert peer.written < 10000
+
+
+class _TwoAtOnceHandler(server.Handler):
+    """Answers 200 once two requests are in the app together, so that each has its own worker."""
+
+    def __init__(self) -> None:
+        self.together = threading.Barrier(2, timeout=30)
+
+    def respond(self, exchange: server.Exchange) -> None:
+        self.together.wait()
+        exchange.send(200, server.standard_headers(2), b"ok")
+
+    def refuse(self, exchange: server.Exchange, error: server.HttpError) -> None:
+        exchange.send(error.status, server.standard_headers(0))
+
+
+def test_a_worker_that_finishes_does_not_end_the_idle_ones(monkeypatch: Any) -> None:
+    """Idle workers stay for WORKER_IDLE_SECONDS: one finishing its request must not wake them into ending."""
+    monkeypatch.setattr(server, "WORKER_IDLE_SECONDS", 60.0)
+    http = server.Server(("127.0.0.1", 0), _TwoAtOnceHandler(), read_seconds=30, idle_seconds=30, threads=4,
+                         connections=10)
+    selector = threading.Thread(target=http.serve_forever, daemon=True)
+    selector.start()
+    try:
+        clients = [socket.create_connection(http.server_address[:2], timeout=30) for _ in range(2)]
+        for client in clients:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        for client in clients:
+            assert read_until_closed(client).startswith(b"HTTP/1.1 200 ")
+            client.close()
+        assert http.wait_until_done(time.monotonic() + 30) == 0
+        time.sleep(0.3)  # time enough for a woken worker to end, were it to
+        assert http._threads == 2
+    finally:
+        http.shutdown()
+        selector.join(30)
+        http.server_close()
+
+
+class _ListenerOutOfDescriptors(object):
+    """The server's listening socket, whose first accept fails as when the process is out of descriptors."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.failed = False
+
+    def fileno(self) -> int:
+        return self.listener.fileno()
+
+    def accept(self) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise OSError(24, "Too many open files")
+        return self.listener.accept()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class _OkHandler(server.Handler):
+    def respond(self, exchange: server.Exchange) -> None:
+        exchange.send(200, server.standard_headers(2), b"ok")
+
+    def refuse(self, exchange: server.Exchange, error: server.HttpError) -> None:
+        exchange.send(error.status, server.standard_headers(0))
+
+
+def test_accepting_resumes_after_running_out_of_descriptors_with_no_connection_open() -> None:
+    """With no connection to close (descriptors held elsewhere, then freed), accepting is retried all the same."""
+    http = server.Server(("127.0.0.1", 0), _OkHandler(), read_seconds=30, idle_seconds=30, threads=4,
+                         connections=10)
+    http.listener = _ListenerOutOfDescriptors(http.listener)  # type: ignore[assignment]
+    selector = threading.Thread(target=http.serve_forever, daemon=True)
+    selector.start()
+    try:
+        client = socket.create_connection(http.server_address[:2], timeout=15)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_until_closed(client).startswith(b"HTTP/1.1 200 ")
+        assert http.listener.failed  # type: ignore[attr-defined]
+        client.close()
+    finally:
+        http.shutdown()
+        selector.join(30)
+        http.server_close()
+
+
+class _ExitingHandler(_OkHandler):
+    """Its first request ends as a model app calling sys.exit() would; the next are answered."""
+
+    def __init__(self) -> None:
+        self.exited = False
+
+    def respond(self, exchange: server.Exchange) -> None:
+        if not self.exited:
+            self.exited = True
+            raise SystemExit(1)
+        _OkHandler.respond(self, exchange)
+
+
+def test_a_request_ending_in_system_exit_leaves_the_server_serving() -> None:
+    """SystemExit is no Exception: it must not take a worker out of the count, nor leave its request busy."""
+    http = server.Server(("127.0.0.1", 0), _ExitingHandler(), read_seconds=30, idle_seconds=30, threads=1,
+                         connections=10)
+    selector = threading.Thread(target=http.serve_forever, daemon=True)
+    selector.start()
+    try:
+        for expected in (b"", b"HTTP/1.1 200 "):
+            client = socket.create_connection(http.server_address[:2], timeout=15)
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_until_closed(client).startswith(expected)
+            client.close()
+        assert http.wait_until_done(time.monotonic() + 15) == 0
+    finally:
+        http.shutdown()
+        selector.join(30)
+        http.server_close()
+
+
+def test_a_model_app_calling_sys_exit_while_answering_gets_a_500() -> None:
+    """ModelApp.respond never raises for anything the app does, sys.exit() included."""
+    def exiting_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
+        sys.exit(3)
+
+    response = runtime.ModelApp(exiting_app).respond(runtime.Request("GET", "/", "", [], b""))
+    assert response.status == 500
+    assert json.loads(response.body.decode("utf-8"))["error"]
